@@ -1,0 +1,1 @@
+"""Resources: the only code that talks to the outside world."""

@@ -1,0 +1,186 @@
+"""ArcticDB: candles and market snapshots, versioned.
+
+One library per exchange and market type (``ohlcv.binance.spot``), one symbol per pair, timeframe and
+candle type (``ETH/BTC|5m|spot``). Market snapshots live in the ``markets`` library, one symbol per
+exchange and market type, one version per distinct content hash.
+
+ArcticDB keeps the last writer's data when two processes write a symbol at once, so callers must
+serialise writes per library: the OHLCV assets do it with a Dagster pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from dagster import ConfigurableResource
+from pydantic import Field
+
+MARKETS_LIBRARY = "markets"
+
+
+@functools.cache
+def _connect(uri: str):
+    import arcticdb  # imported on first use: loading the code location stays fast
+
+    # LMDB refuses a second open of the same environment in one process: share one handle per URI.
+    if uri.startswith("lmdb://"):
+        Path(uri.removeprefix("lmdb://").split("?")[0]).mkdir(parents=True, exist_ok=True)
+    return arcticdb.Arctic(uri)
+
+
+def candle_library_name(exchange: str, market_type: str) -> str:
+    return f"ohlcv.{exchange}.{market_type}"
+
+
+def candle_symbol(pair: str, timeframe: str, candle_type: str) -> str:
+    return f"{pair}|{timeframe}|{candle_type}"
+
+
+def parse_candle_symbol(symbol: str) -> tuple[str, str, str]:
+    pair, timeframe, candle_type = symbol.split("|")
+    return pair, timeframe, candle_type
+
+
+@dataclass(frozen=True)
+class StoredSnapshot:
+    exchange: str
+    market_type: str
+    content_hash: str
+    version: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class ArcticStore(ConfigurableResource):
+    """Candles and market snapshots in ArcticDB (``lmdb://path`` locally, ``s3://``/``s3s://`` in AWS)."""
+
+    uri: str = Field(description="ArcticDB URI, e.g. lmdb://.tradai/arctic or s3s://host:bucket?aws_auth=true")
+    keep_versions: int = Field(
+        default=50,
+        description="Versions kept per candle symbol; older ones are pruned after each write.",
+    )
+
+    @property
+    def arctic(self):
+        return _connect(self.uri)
+
+    def library(self, name: str):
+        return self.arctic.get_library(name, create_if_missing=True)
+
+    # Candles ------------------------------------------------------------------------------------
+
+    def candle_symbols(self, exchange: str, market_type: str) -> list[str]:
+        name = candle_library_name(exchange, market_type)
+        if not self.arctic.has_library(name):
+            return []
+        return sorted(self.library(name).list_symbols())
+
+    def read_candles(
+        self,
+        exchange: str,
+        market_type: str,
+        symbol: str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        as_of: int | None = None,
+    ) -> pd.DataFrame | None:
+        """Candles with open time in [start, end); None when the symbol has never been written."""
+        lib = self.library(candle_library_name(exchange, market_type))
+        if not lib.has_symbol(symbol):
+            return None
+        date_range = None
+        if start is not None or end is not None:
+            date_range = (start, None if end is None else end - pd.Timedelta(1, "ns"))
+        return lib.read(symbol, date_range=date_range, as_of=as_of).data
+
+    def candle_version(self, exchange: str, market_type: str, symbol: str) -> int | None:
+        lib = self.library(candle_library_name(exchange, market_type))
+        if not lib.has_symbol(symbol):
+            return None
+        return lib.read_metadata(symbol).version
+
+    def last_candle_time(self, exchange: str, market_type: str, symbol: str) -> pd.Timestamp | None:
+        lib = self.library(candle_library_name(exchange, market_type))
+        if not lib.has_symbol(symbol):
+            return None
+        tail = lib.tail(symbol, 1).data
+        return None if tail.empty else tail.index[-1]
+
+    def replace_window(
+        self,
+        exchange: str,
+        market_type: str,
+        symbol: str,
+        candles: pd.DataFrame,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        metadata: dict[str, Any],
+    ) -> int | None:
+        """Make [start, end) of the symbol exactly ``candles``; returns the new version (None if no write).
+
+        Callers pass the union of what was stored and what is new, so nothing already stored is lost.
+        One ArcticDB version per call: a killed writer leaves the previous version intact.
+        """
+        if candles.empty:
+            return None
+        outside = (candles.index < start) | (candles.index >= end)
+        if outside.any():
+            raise ValueError(f"{symbol}: {int(outside.sum())} candles fall outside [{start}, {end})")
+        lib = self.library(candle_library_name(exchange, market_type))
+        data = candles.astype("float64")
+        item = lib.update(
+            symbol, data, metadata=metadata, upsert=True, date_range=(start, end - pd.Timedelta(1, "ns"))
+        )
+        self._prune(lib, symbol)
+        return item.version
+
+    def _prune(self, lib, symbol: str) -> None:
+        versions = sorted(key.version for key in lib.list_versions(symbol, skip_snapshots=True))
+        stale = versions[: -self.keep_versions]
+        if stale:
+            lib.delete(symbol, versions=stale)
+
+    # Market snapshots ---------------------------------------------------------------------------
+
+    def write_markets_snapshot(
+        self, exchange: str, market_type: str, payload: dict[str, Any], content_hash: str, metadata: dict[str, Any]
+    ) -> StoredSnapshot:
+        """Store a snapshot unless the newest one has the same content hash; returns the stored one."""
+        existing = self.latest_markets_snapshot(exchange, market_type)
+        if existing is not None and existing.content_hash == content_hash:
+            return existing
+        lib = self.library(MARKETS_LIBRARY)
+        meta = {**metadata, "content_hash": content_hash, "exchange": exchange, "market_type": market_type}
+        item = lib.write_pickle(f"{exchange}.{market_type}", json.dumps(payload, sort_keys=True), metadata=meta)
+        return StoredSnapshot(exchange, market_type, content_hash, item.version, payload, meta)
+
+    def latest_markets_snapshot(self, exchange: str, market_type: str) -> StoredSnapshot | None:
+        lib = self.library(MARKETS_LIBRARY)
+        symbol = f"{exchange}.{market_type}"
+        if not lib.has_symbol(symbol):
+            return None
+        return self._snapshot_at(exchange, market_type, None)
+
+    def markets_snapshot(self, exchange: str, market_type: str, content_hash: str) -> StoredSnapshot:
+        """The snapshot with this content hash; KeyError naming the hashes that exist otherwise."""
+        lib = self.library(MARKETS_LIBRARY)
+        symbol = f"{exchange}.{market_type}"
+        known = []
+        if lib.has_symbol(symbol):
+            for key in sorted(lib.list_versions(symbol), key=lambda k: -k.version):
+                version = key.version
+                meta = lib.read_metadata(symbol, as_of=version).metadata or {}
+                if meta.get("content_hash") == content_hash:
+                    return self._snapshot_at(exchange, market_type, version)
+                known.append(meta.get("content_hash"))
+        raise KeyError(f"no markets snapshot {content_hash} for {exchange} {market_type}; stored: {known or 'none'}")
+
+    def _snapshot_at(self, exchange: str, market_type: str, version: int | None) -> StoredSnapshot:
+        item = self.library(MARKETS_LIBRARY).read(f"{exchange}.{market_type}", as_of=version)
+        meta = item.metadata or {}
+        return StoredSnapshot(exchange, market_type, meta["content_hash"], item.version, json.loads(item.data), meta)

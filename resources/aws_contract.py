@@ -1,0 +1,296 @@
+"""Names shared by the AWS deployment: the Pulumi program, deploy/dagster.yaml, the bots and the product.
+
+One source of truth for environment variable names, secret names, table and bucket names, service
+endpoints and per-job task sizes. Plain Python on purpose (no Dagster, no boto3, no Pulumi) so that
+every side can import it. deploy/dagster.yaml spells environment variable names as strings; the tests
+in tests/infra check those strings against this module.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+PROJECT: Final = "tradai"
+ENVIRONMENTS: Final = ("dev", "staging", "prod")
+
+
+class EnvVar:
+    """Environment variables the product's containers read."""
+
+    # The product's runtime.
+    TRADAI_ENV: Final = "TRADAI_ENV"  # "local" or "aws": picks the resource set in definitions.py
+    TRADAI_STACK: Final = "TRADAI_STACK"  # on AWS: dev, staging or prod (names tables, buckets)
+    TRADAI_HOME: Final = "TRADAI_HOME"
+    DAGSTER_HOME: Final = "DAGSTER_HOME"
+    DAGSTER_CURRENT_IMAGE: Final = "DAGSTER_CURRENT_IMAGE"
+    MLFLOW_TRACKING_URI: Final = "MLFLOW_TRACKING_URI"
+    ARCTICDB_URI: Final = "ARCTICDB_URI"
+    AWS_REGION: Final = "AWS_REGION"
+
+    # Dagster instance (deploy/dagster.yaml).
+    DAGSTER_PG_URL: Final = "DAGSTER_PG_URL"  # secret: postgresql://...?sslmode=require
+    DAGSTER_PG_URL_SECRET_ARN: Final = "TRADAI_DAGSTER_PG_URL_SECRET_ARN"
+    LOGS_BUCKET: Final = "TRADAI_LOGS_BUCKET"
+    ECS_CLUSTER: Final = "TRADAI_ECS_CLUSTER"
+    RUN_SUBNET_IDS: Final = "TRADAI_RUN_SUBNET_IDS"  # comma-separated
+    RUN_SECURITY_GROUP_IDS: Final = "TRADAI_RUN_SECURITY_GROUP_IDS"  # comma-separated
+    RUN_TASK_ROLE_ARN: Final = "TRADAI_RUN_TASK_ROLE_ARN"
+    ECS_EXECUTION_ROLE_ARN: Final = "TRADAI_ECS_EXECUTION_ROLE_ARN"
+    RUN_LOG_GROUP: Final = "TRADAI_RUN_LOG_GROUP"
+
+    # deploy/workspace.yaml (webserver and daemon): where the code location's gRPC server listens.
+    CODE_LOCATION_HOST: Final = "TRADAI_CODE_LOCATION_HOST"
+    CODE_LOCATION_PORT: Final = "TRADAI_CODE_LOCATION_PORT"
+
+    # MLflow server.
+    MLFLOW_BACKEND_STORE_URI: Final = "MLFLOW_BACKEND_STORE_URI"  # secret
+    MLFLOW_ARTIFACTS_DESTINATION: Final = "MLFLOW_ARTIFACTS_DESTINATION"
+    MLFLOW_SERVER_ALLOWED_HOSTS: Final = "MLFLOW_SERVER_ALLOWED_HOSTS"
+
+    # HTTP API.
+    API_JWT_SECRET: Final = "TRADAI_API_JWT_SECRET"  # secret
+    API_JWT_ALGORITHM: Final = "TRADAI_API_JWT_ALGORITHM"  # secret (JSON key of the same entry)
+    API_JWT_TTL_MINUTES: Final = "TRADAI_API_JWT_TTL_MINUTES"  # secret (JSON key of the same entry)
+    DAGSTER_GRAPHQL_URL: Final = "TRADAI_DAGSTER_GRAPHQL_URL"
+
+    # Live and dry-run bots (one ECS service per strategy).
+    STRATEGY: Final = "STRATEGY"
+    STRATEGY_ID: Final = "STRATEGY_ID"
+    TRADING_MODE: Final = "TRADING_MODE"
+    CONFIG_PATH: Final = "CONFIG_PATH"
+    DYNAMODB_TABLE: Final = "DYNAMODB_TABLE"
+    HEARTBEAT_TABLE: Final = "HEARTBEAT_TABLE"
+    ARCTICDB_S3_URI: Final = "ARCTICDB_S3_URI"
+    # Freqtrade reads FREQTRADE__SECTION__KEY variables as config overrides.
+    EXCHANGE_KEY: Final = "FREQTRADE__EXCHANGE__KEY"  # secret
+    EXCHANGE_SECRET: Final = "FREQTRADE__EXCHANGE__SECRET"  # secret
+
+
+# The Dagster instance reads these (deploy/dagster.yaml). Every Dagster container (webserver, daemon,
+# code location) and every run task gets all of them, so that any process can load the instance.
+DAGSTER_INSTANCE_ENV: Final = (
+    EnvVar.TRADAI_STACK,
+    EnvVar.LOGS_BUCKET,
+    EnvVar.AWS_REGION,
+    EnvVar.ECS_CLUSTER,
+    EnvVar.RUN_SUBNET_IDS,
+    EnvVar.RUN_SECURITY_GROUP_IDS,
+    EnvVar.RUN_TASK_ROLE_ARN,
+    EnvVar.ECS_EXECUTION_ROLE_ARN,
+    EnvVar.RUN_LOG_GROUP,
+    EnvVar.DAGSTER_PG_URL_SECRET_ARN,
+)
+DAGSTER_INSTANCE_SECRETS: Final = (EnvVar.DAGSTER_PG_URL,)
+# deploy/workspace.yaml reads these (webserver and daemon only).
+DAGSTER_WORKSPACE_ENV: Final = (EnvVar.CODE_LOCATION_HOST, EnvVar.CODE_LOCATION_PORT)
+
+# What the product's code reads at run time on AWS (definitions.py picks resources with TRADAI_ENV).
+PRODUCT_RUNTIME_ENV: Final = (
+    EnvVar.TRADAI_ENV,
+    EnvVar.TRADAI_STACK,
+    EnvVar.TRADAI_HOME,
+    EnvVar.DAGSTER_HOME,
+    EnvVar.MLFLOW_TRACKING_URI,
+    EnvVar.ARCTICDB_URI,
+)
+
+# A bot's task definition carries these and nothing else in plain environment variables.
+BOT_ENV: Final = (
+    EnvVar.STRATEGY,
+    EnvVar.STRATEGY_ID,
+    EnvVar.TRADING_MODE,
+    EnvVar.MLFLOW_TRACKING_URI,
+    EnvVar.CONFIG_PATH,
+    EnvVar.DYNAMODB_TABLE,
+    EnvVar.HEARTBEAT_TABLE,
+    EnvVar.ARCTICDB_S3_URI,
+)
+BOT_SECRETS: Final = (EnvVar.EXCHANGE_KEY, EnvVar.EXCHANGE_SECRET)
+TRADING_MODES: Final = ("live", "dry_run")
+
+# --- Secrets Manager ------------------------------------------------------------------------------
+
+DAGSTER_DATABASE_URL_SECRET: Final = "dagster-database-url"
+MLFLOW_DATABASE_URL_SECRET: Final = "mlflow-database-url"
+API_JWT_SECRET: Final = "api-jwt"
+# JSON keys of the API's JWT entry, mapped to the variables the API reads.
+API_JWT_SECRET_KEYS: Final = {
+    EnvVar.API_JWT_SECRET: "secret_key",
+    EnvVar.API_JWT_ALGORITHM: "algorithm",
+    EnvVar.API_JWT_TTL_MINUTES: "ttl_minutes",
+}
+# JSON keys of an exchange's entry, mapped to the variables freqtrade reads.
+EXCHANGE_SECRET_KEYS: Final = {EnvVar.EXCHANGE_KEY: "key", EnvVar.EXCHANGE_SECRET: "secret"}
+
+
+def secret_name(env: str, secret: str) -> str:
+    """Secrets Manager name of one of the stack's entries, e.g. ``tradai/dev/dagster-database-url``."""
+    return f"{PROJECT}/{_checked_env(env)}/{secret}"
+
+
+def exchange_secret_name(env: str, exchange: str) -> str:
+    """Secrets Manager name of an exchange's API key pair: JSON ``{"key": ..., "secret": ...}``."""
+    if not re.fullmatch(r"[a-z0-9]+", exchange):
+        raise ValueError(f"exchange id {exchange!r} must be a lower-case ccxt id such as 'binance'")
+    return f"{PROJECT}/{_checked_env(env)}/exchange/{exchange}"
+
+
+def json_key_reference(secret_arn: str, json_key: str) -> str:
+    """ECS ``valueFrom`` for one key of a JSON secret."""
+    return f"{secret_arn}:{json_key}::"
+
+
+# --- Storage --------------------------------------------------------------------------------------
+
+BUCKET_KINDS: Final = ("configs", "results", "arcticdb", "logs", "mlflow")
+UNVERSIONED_BUCKETS: Final = ("logs",)
+RESULTS_TO_GLACIER_AFTER_DAYS: Final = 30
+LOGS_EXPIRE_AFTER_DAYS: Final = 90
+COMPUTE_LOGS_PREFIX: Final = "dagster/compute-logs"
+MLFLOW_ARTIFACTS_PREFIX: Final = "artifacts"
+
+
+def bucket_name(kind: str, env: str) -> str:
+    if kind not in BUCKET_KINDS:
+        raise ValueError(f"unknown bucket kind {kind!r}; expected one of {BUCKET_KINDS}")
+    return f"{PROJECT}-{kind}-{_checked_env(env)}"
+
+
+def arcticdb_uri(env: str, region: str) -> str:
+    """ArcticDB library URI for the stack's bucket, authenticated by the task's IAM role."""
+    return f"s3s://s3.{region}.amazonaws.com:{bucket_name('arcticdb', env)}?aws_auth=true"
+
+
+TABLE_PARTITION_KEY: Final = "strategy_id"
+TABLE_TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; items without it never expire
+
+
+def trading_state_table(env: str) -> str:
+    return f"{PROJECT}-trading-state-{_checked_env(env)}"
+
+
+def heartbeat_table(env: str) -> str:
+    return f"{PROJECT}-bot-heartbeats-{_checked_env(env)}"
+
+
+# --- ECS, service discovery and images ------------------------------------------------------------
+
+RUN_CONTAINER_NAME: Final = "run"
+SERVICE_DISCOVERY_NAMESPACE: Final = f"{PROJECT}.internal"
+WEBSERVER_PORT: Final = 3000
+CODE_LOCATION_PORT: Final = 4000
+MLFLOW_PORT: Final = 5000
+API_PORT: Final = 8000
+CODE_LOCATION_NAME: Final = "tradai"
+CODE_LOCATION_MODULE: Final = "tradai_assets.definitions"
+DAGSTER_HOME_IN_IMAGE: Final = "/opt/dagster/dagster_home"
+TRADAI_HOME_IN_IMAGE: Final = "/opt/tradai"
+IMAGE_REPOSITORIES: Final = ("app", "dagster")  # deploy/Dockerfile targets
+
+
+def cluster_name(env: str) -> str:
+    return f"{PROJECT}-{_checked_env(env)}"
+
+
+def repository_name(image: str, env: str) -> str:
+    if image not in IMAGE_REPOSITORIES:
+        raise ValueError(f"unknown image {image!r}; expected one of {IMAGE_REPOSITORIES}")
+    return f"{PROJECT}-{image}-{_checked_env(env)}"
+
+
+def internal_host(service: str) -> str:
+    """Cloud Map DNS name of a service inside the VPC, e.g. ``mlflow.tradai.internal``."""
+    return f"{service}.{SERVICE_DISCOVERY_NAMESPACE}"
+
+
+def mlflow_tracking_uri() -> str:
+    return f"http://{internal_host('mlflow')}:{MLFLOW_PORT}"
+
+
+def dagster_graphql_url() -> str:
+    return f"http://{internal_host('webserver')}:{WEBSERVER_PORT}/graphql"
+
+
+# --- Runs: queue tags and task sizes --------------------------------------------------------------
+
+# Runs that call an exchange's API carry this tag; the run queue allows one run per exchange at once.
+EXCHANGE_TAG: Final = "tradai/exchange"
+RUN_KIND_TAG: Final = "tradai/run_kind"
+RUN_KINDS: Final = ("sync", "backtest", "training")
+
+# Fargate size per kind of run, as the EcsRunLauncher's ecs/cpu and ecs/memory tags (CPU units, MiB).
+RUN_SIZES: Final = {
+    "sync": {"cpu": 512, "memory": 1024},
+    "backtest": {"cpu": 2048, "memory": 8192},
+    "training": {"cpu": 4096, "memory": 16384},
+}
+
+# Valid Fargate (Linux) task sizes: CPU units -> (min MiB, max MiB, step MiB).
+_FARGATE_MEMORY: Final = {
+    256: (512, 2048, None),
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+
+def is_valid_fargate_size(cpu: int, memory: int) -> bool:
+    if cpu not in _FARGATE_MEMORY:
+        return False
+    low, high, step = _FARGATE_MEMORY[cpu]
+    if step is None:  # 0.25 vCPU takes 512, 1024 or 2048 MiB
+        return memory in (512, 1024, 2048)
+    return low <= memory <= high and (memory - low) % step == 0
+
+
+def ecs_run_tags(kind: str) -> dict[str, str]:
+    """Dagster run tags that size a job's ECS task and let the run queue count it by kind."""
+    if kind not in RUN_SIZES:
+        raise ValueError(f"unknown run kind {kind!r}; expected one of {RUN_KINDS}")
+    size = RUN_SIZES[kind]
+    return {"ecs/cpu": str(size["cpu"]), "ecs/memory": str(size["memory"]), RUN_KIND_TAG: kind}
+
+
+# --- Bots -----------------------------------------------------------------------------------------
+
+
+def bot_environment(
+    *,
+    env: str,
+    region: str,
+    strategy: str,
+    strategy_id: str,
+    trading_mode: str,
+    config_path: str,
+) -> dict[str, str]:
+    """Plain environment of a bot's container (its exchange keys come in by secret reference)."""
+    if trading_mode not in TRADING_MODES:
+        raise ValueError(f"trading mode {trading_mode!r} must be one of {TRADING_MODES}")
+    return {
+        EnvVar.STRATEGY: strategy,
+        EnvVar.STRATEGY_ID: strategy_id,
+        EnvVar.TRADING_MODE: trading_mode,
+        EnvVar.MLFLOW_TRACKING_URI: mlflow_tracking_uri(),
+        EnvVar.CONFIG_PATH: config_path,
+        EnvVar.DYNAMODB_TABLE: trading_state_table(env),
+        EnvVar.HEARTBEAT_TABLE: heartbeat_table(env),
+        EnvVar.ARCTICDB_S3_URI: arcticdb_uri(env, region),
+    }
+
+
+def bot_secrets(exchange_secret_arn: str) -> list[dict[str, str]]:
+    """ECS ``secrets`` of a bot's container: the exchange key pair, by reference."""
+    return [
+        {"name": name, "valueFrom": json_key_reference(exchange_secret_arn, key)}
+        for name, key in EXCHANGE_SECRET_KEYS.items()
+    ]
+
+
+def _checked_env(env: str) -> str:
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {env!r}; expected one of {ENVIRONMENTS}")
+    return env

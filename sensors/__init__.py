@@ -1,0 +1,1 @@
+"""Sensors: read state through resources and the Dagster instance, and request runs."""

@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from resources.arctic import ArcticStore
+from tests.market_data_support import INSTANCE_OVERRIDES
+
+
+@pytest.fixture
+def tradai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "tradai"
+    monkeypatch.setenv("TRADAI_HOME", str(home))
+    monkeypatch.delenv("ARCTICDB_URI", raising=False)
+    monkeypatch.delenv("TRADAI_UNIVERSE", raising=False)
+    monkeypatch.setenv("TRADAI_ENV", "local")
+    return home
+
+
+@pytest.fixture
+def arctic(tmp_path: Path) -> ArcticStore:
+    return ArcticStore(uri=f"lmdb://{tmp_path / 'arctic'}")
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
+        yield inst

@@ -1,0 +1,1 @@
+"""TradAI Dagster code location: assets, checks, jobs and schedules."""

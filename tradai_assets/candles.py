@@ -1,0 +1,146 @@
+"""Candle hygiene and quality measurements: pure pandas, no I/O.
+
+Stored candles are a ``DataFrame`` indexed by a UTC ``DatetimeIndex`` named ``date`` (the candle's
+open time) with float64 columns. Which columns a candle type has is Freqtrade's decision
+(``freqtrade.candle_columns``): OHLCV for spot, futures and mark candles, a single ``funding_rate``
+column for funding rates.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from freqtrade.candle_columns import candle_type_is_ohlcv, get_candle_columns
+
+PRICE_COLUMNS = ["open", "high", "low", "close"]
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdwM])$")
+
+
+def timeframe_delta(timeframe: str) -> pd.Timedelta:
+    """The length of one candle ('5m', '1h', '1d', '1w'); refuses month candles, whose length varies.
+
+    Parsed here rather than with ccxt or freqtrade so that loading the code location stays fast.
+    """
+    match = _TIMEFRAME.match(timeframe)
+    if not match:
+        raise ValueError(f"timeframe {timeframe!r} is not of the form <count><s|m|h|d|w>, e.g. '5m'")
+    count, unit = match.groups()
+    if unit == "M":
+        raise ValueError(f"timeframe {timeframe!r}: month candles have no fixed length and are not stored")
+    return pd.Timedelta(seconds=int(count) * _UNIT_SECONDS[unit])
+
+
+def value_columns(candle_type: str) -> list[str]:
+    return get_candle_columns(candle_type)[1:]
+
+
+def empty_candles(candle_type: str) -> pd.DataFrame:
+    index = pd.DatetimeIndex([], tz="UTC", name="date")
+    return pd.DataFrame({c: pd.Series([], dtype="float64") for c in value_columns(candle_type)}, index=index)
+
+
+def frame_from_rows(rows: list[list], candle_type: str) -> pd.DataFrame:
+    """ccxt-style rows ``[ms, v1, v2, ...]`` to a candle frame (not yet cleaned)."""
+    columns = get_candle_columns(candle_type)
+    if not rows:
+        return empty_candles(candle_type)
+    frame = pd.DataFrame([row[: len(columns)] for row in rows], columns=columns)
+    frame["date"] = pd.to_datetime(frame["date"], unit="ms", utc=True)
+    return frame.set_index("date").astype("float64")
+
+
+@dataclass
+class CleanReport:
+    """What cleaning removed, so that it can be shown rather than silently dropped."""
+
+    duplicates: int = 0
+    reordered: bool = False
+    invalid: list[tuple[pd.Timestamp, str]] = field(default_factory=list)
+
+    def as_metadata(self) -> dict:
+        return {
+            "duplicates_dropped": self.duplicates,
+            "reordered": self.reordered,
+            "invalid_dropped": len(self.invalid),
+            "invalid_examples": [f"{ts.isoformat()}: {why}" for ts, why in self.invalid[:10]],
+        }
+
+
+def invalid_reasons(frame: pd.DataFrame, candle_type: str) -> pd.Series:
+    """Per row, why the candle cannot be stored as good ('' when it can)."""
+    reasons = pd.Series("", index=frame.index, dtype="object")
+    values = frame[value_columns(candle_type)]
+
+    def flag(mask: pd.Series, why: str) -> None:
+        hit = mask & (reasons == "")
+        reasons[hit] = why
+
+    if not candle_type_is_ohlcv(candle_type):
+        flag(~np.isfinite(values).all(axis=1), "non-finite value")
+        return reasons
+    prices = frame[PRICE_COLUMNS]
+    flag(~np.isfinite(prices).all(axis=1), "NaN or infinite price")
+    flag((prices <= 0).any(axis=1), "zero or negative price")
+    flag(frame["low"] > frame[["open", "close"]].min(axis=1), "low above open or close")
+    flag(frame["high"] < frame[["open", "close"]].max(axis=1), "high below open or close")
+    if candle_type != "mark":  # mark-price candles carry no volume (NaN) on Binance
+        flag(~np.isfinite(frame["volume"]) | (frame["volume"] < 0), "missing or negative volume")
+    return reasons
+
+
+def clean_candles(frame: pd.DataFrame, timeframe: str, candle_type: str) -> tuple[pd.DataFrame, CleanReport]:
+    """Sort, deduplicate (the last answer for a timestamp wins), align to the timeframe grid and drop
+    candles that cannot be true. Returns the clean float64 frame and what was removed."""
+    report = CleanReport()
+    frame = frame.loc[:, value_columns(candle_type)].astype("float64")
+    index = pd.DatetimeIndex(frame.index)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    # Exchanges stamp some series a few milliseconds late (funding rates): floor to the second.
+    frame.index = index.floor("s").rename("date")
+    report.reordered = not frame.index.is_monotonic_increasing
+    frame = frame.sort_index(kind="stable")
+    duplicated = frame.index.duplicated(keep="last")
+    report.duplicates = int(duplicated.sum())
+    frame = frame[~duplicated]
+    if candle_type_is_ohlcv(candle_type):
+        step = timeframe_delta(timeframe)
+        off_grid = (frame.index - frame.index.floor(step)) != pd.Timedelta(0)
+        for ts in frame.index[off_grid]:
+            report.invalid.append((ts, f"not aligned to {timeframe}"))
+        frame = frame[~off_grid]
+    reasons = invalid_reasons(frame, candle_type)
+    bad = reasons != ""
+    report.invalid.extend(zip(frame.index[bad], reasons[bad]))
+    return frame[~bad], report
+
+
+def merge_candles(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Union of stored and new candles; where both have a timestamp, the new one wins."""
+    if stored.empty:
+        return new
+    if new.empty:
+        return stored
+    merged = pd.concat([stored, new])
+    merged = merged[~merged.index.duplicated(keep="last")]
+    return merged.sort_index()
+
+
+@dataclass
+class Gap:
+    after: pd.Timestamp
+    before: pd.Timestamp
+    missing: int
+
+
+def find_gaps(index: pd.DatetimeIndex, timeframe: str) -> list[Gap]:
+    """Runs of missing candles between consecutive stored candles, on the timeframe grid."""
+    if len(index) < 2:
+        return []
+    step = timeframe_delta(timeframe)
+    deltas = index[1:] - index[:-1]
+    at = np.flatnonzero(deltas > step)
+    return [Gap(index[i], index[i + 1], int(deltas[i] / step) - 1) for i in at]
