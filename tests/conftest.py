@@ -27,3 +27,12 @@ def arctic(tmp_path: Path) -> ArcticStore:
 def instance():
     with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
         yield inst
+
+
+@pytest.fixture(scope="session")
+def moto():
+    """A moto server on 127.0.0.1 for the whole session (S3, ECS, DynamoDB, Secrets Manager)."""
+    from tests.servers import moto_server
+
+    with moto_server() as server:
+        yield server
