@@ -1,0 +1,63 @@
+"""A writer killed in the middle of a write leaves the previous version whole, and the next run recovers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from resources.arctic import ArcticStore
+from tests.market_data_support import REPO, SAMPLE, SAMPLE_DATA, MarketDataLocation, check_results, write_universe
+from tests.write_forever import ROWS
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.7, 1.3])
+def test_killed_writer_leaves_a_whole_version(tmp_path, delay):
+    uri = f"lmdb://{tmp_path / 'arctic'}"
+    writer = subprocess.Popen([sys.executable, "-m", "tests.write_forever", uri], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().startswith("writing 1")
+        assert writer.stdout.readline().startswith("writing 2")  # version 1 is complete
+        time.sleep(delay)
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+
+    store = ArcticStore(uri=uri)
+    frame = store.read_candles("binance", "spot", "BIG/USDT|1m|spot")
+    assert len(frame) == ROWS
+    assert frame["close"].nunique() == 1, "a version mixes two writes"
+    assert frame.index.is_monotonic_increasing and frame.index.is_unique
+
+
+def test_import_after_a_killed_import_completes_the_store(tmp_path, instance):
+    universe = write_universe(tmp_path / "u.yaml", [{
+        "exchange": "binance", "market_type": "spot", "pairs": ["ADA/BTC", "ETH/BTC", "TRX/BTC"],
+        "timeframes": ["5m"], "start": "2018-01-10", "end": "2018-01-31", "import_dir": str(SAMPLE_DATA),
+        "markets_file": str(SAMPLE / "markets" / "binance-spot.json"),
+    }])
+    uri = f"lmdb://{tmp_path / 'arctic'}"
+    home = tmp_path / "dagster"
+    home.mkdir()
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "tests.run_market_data", str(tmp_path / "u.yaml"), uri, "binance_spot",
+         "2018-01-10", "2018-01-30"],
+        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(4)  # inside the run: imports done, reading and writing under way
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+
+    location = MarketDataLocation(universe, ArcticStore(uri=uri))
+    result = location.ohlcv("binance_spot", instance, "2018-01-10", "2018-01-30")
+    assert result.success
+    checks = check_results(result)
+    assert checks["no_duplicate_candles"].passed and checks["monotonic_utc_index"].passed
+    for pair in ["ADA/BTC", "ETH/BTC", "TRX/BTC"]:
+        stored = location.arctic.read_candles("binance", "spot", f"{pair}|5m|spot")
+        source = pd.read_feather(SAMPLE_DATA / f"{pair.replace('/', '_')}-5m.feather").set_index("date")
+        pd.testing.assert_frame_equal(stored, source, check_freq=False, check_names=False)
