@@ -7,6 +7,8 @@ import pytest
 from resources.arctic import ArcticStore
 from tests.market_data_support import INSTANCE_OVERRIDES
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 @pytest.fixture
 def tradai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
