@@ -8,6 +8,7 @@ One set of definitions per universe entry (see ``universe.py``).
 import datetime as dt
 import hashlib
 import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,20 @@ def partition_window(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, p
     return pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
 
 
+class ProgressLog:
+    """Reports a long fetch every ``interval`` seconds: each log line is an event in the run's log
+    storage, so one per page would cost more than the fetch itself."""
+
+    def __init__(self, context: dg.AssetExecutionContext, label: str, interval: float = 15.0):
+        self.context, self.label, self.interval = context, label, interval
+        self.next_report = time.monotonic() + interval
+
+    def __call__(self, rows: int, last_ms: int) -> None:
+        if time.monotonic() >= self.next_report:
+            self.next_report = time.monotonic() + self.interval
+            self.context.log.info(f"{self.label}: {rows} rows so far, up to {pd.Timestamp(last_ms, unit='ms', tz='UTC')}")
+
+
 def _fetch_from_exchange(
     context: dg.AssetExecutionContext,
     entry: UniverseEntry,
@@ -180,9 +195,7 @@ def _fetch_from_exchange(
             label = f"{r.pair} {r.timeframe} {r.candle_type}"
             rows = client.fetch_candles(
                 r.pair, r.timeframe, r.candle_type, int(since.timestamp() * 1000), int(until.timestamp() * 1000),
-                on_page=lambda n, last, label=label: context.log.debug(
-                    f"{label}: {n} rows, up to {pd.Timestamp(last, unit='ms', tz='UTC')}"
-                ),
+                on_page=ProgressLog(context, label),
             )
             r.received = len(rows)
             clean, report = clean_candles(frame_from_rows(rows, r.candle_type), r.timeframe, r.candle_type)
