@@ -32,7 +32,8 @@ dev: env
 	@trap 'kill 0' INT TERM; \
 	$(BIN)/mlflow server --backend-store-uri "$$MLFLOW_TRACKING_URI" \
 		--default-artifact-root "$$TRADAI_HOME/mlartifacts" --host 127.0.0.1 --port 5000 & \
-	$(BIN)/dagster dev --host 127.0.0.1 --port 3000 --workspace workspace.yaml & \
+	(cd "$$DAGSTER_HOME" && $(CURDIR)/$(BIN)/dagster dev --host 127.0.0.1 --port 3000 \
+		--workspace $(CURDIR)/workspace.yaml) & \
 	wait
 
 test: env

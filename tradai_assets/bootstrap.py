@@ -28,6 +28,10 @@ def prepare_dagster_home() -> str:
     return home
 
 
+# The summary line per asset says what happened; the step-by-step log stays in the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def load_sample(instance: dg.DagsterInstance) -> None:
     universe = load_universe(settings.universe_path())
     job = defs.resolve_implicit_global_asset_job_def()
@@ -40,12 +44,13 @@ def load_sample(instance: dg.DagsterInstance) -> None:
             continue
         started = time.monotonic()
         if entry.markets_file is not None:
-            job.execute_in_process(instance=instance, asset_selection=[markets_key(entry)])
+            job.execute_in_process(instance=instance, asset_selection=[markets_key(entry)], run_config=QUIET)
         partitions = defs.resolve_assets_def(key).partitions_def
         keys = partitions.get_partition_keys()
         result = job.execute_in_process(
             instance=instance,
             asset_selection=[key],
+            run_config=QUIET,
             tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
             raise_on_error=False,
         )
