@@ -193,3 +193,20 @@ def test_futures_sync_keeps_candles_mark_prices_funding_rates_and_leverage_tiers
     assert len(futures) == 2 * 288 + 10 * 12 and len(mark) == 2 * 24 + 10
     assert list(funding.columns) == ["funding_rate"]
     assert funding.index[0] == pd.Timestamp("2024-03-01 00:00", tz="UTC") and len(funding) == 8  # every 8h, up to 08:00 today
+
+
+def test_freshness_check_passes_for_a_fresh_sync_and_warns_for_stale_data(tmp_path, fake_binance_clean, instance):
+    now = pd.Timestamp.now(tz="UTC")
+    entry = spot_entry(pairs=["ETH/BTC"], timeframes=["1h"], start=(now - pd.Timedelta(days=1)).date().isoformat(),
+                       max_age="3h")
+    today, yesterday = now.date().isoformat(), (now - pd.Timedelta(days=1)).date().isoformat()
+
+    fake_binance_clean.control(now_ms=int((now - pd.Timedelta(hours=6)).timestamp() * 1000))
+    stale = make_location(tmp_path, fake_binance_clean, [entry], name="stale")
+    fresh_check = check_results(stale.ohlcv("binance_spot", instance, yesterday, today))["fresh"]
+    assert not fresh_check.passed and fresh_check.severity.value == "WARN"
+    assert fresh_check.metadata["stale_series"].value == 1
+
+    fake_binance_clean.control(now_ms=None)  # the exchange's real clock
+    fresh = make_location(tmp_path, fake_binance_clean, [entry], name="fresh")
+    assert check_results(fresh.ohlcv("binance_spot", instance, yesterday, today))["fresh"].passed
