@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -154,27 +155,34 @@ class MarketDataClient:
         since_ms: int,
         until_ms: int,
         on_page: Callable[[int, int], None] | None = None,
-    ) -> list[list]:
-        """Every row with open time in [since_ms, until_ms), paging forward.
+    ) -> np.ndarray:
+        """Every row with open time in [since_ms, until_ms), paging forward, as float64 rows
+        ``[open_ms, values...]`` (NaN where the exchange sent null).
 
         Rows are as the exchange sent them (possibly duplicated, unordered or invalid): cleaning is
-        the caller's business. ``on_page(rows_so_far, last_ms)`` reports progress."""
+        the caller's business. Each page becomes an array at once: millions of small Python lists
+        kept alive would make the garbage collector rescan them on every page.
+        ``on_page(rows_so_far, last_ms)`` reports progress."""
         step_ms = int(self.api.parse_timeframe(timeframe) * 1000)
-        rows: list[list] = []
+        width = 2 if candle_type == "funding_rate" else 6
+        pages: list[np.ndarray] = []
+        fetched = 0
         since = since_ms
         while since < until_ms:
-            page = self._fetch_page(pair, timeframe, candle_type, since)
-            page = [r for r in page if r[0] is not None and since_ms <= r[0] < until_ms]
-            if not page:
+            raw = self._fetch_page(pair, timeframe, candle_type, since)
+            page = np.array([r[:width] for r in raw if r[0] is not None], dtype="float64").reshape(-1, width)
+            page = page[(page[:, 0] >= since_ms) & (page[:, 0] < until_ms)]
+            if not len(page):
                 break
-            rows.extend(page)
-            last = max(r[0] for r in page)
+            pages.append(page)
+            fetched += len(page)
+            last = int(page[:, 0].max())
             if on_page:
-                on_page(len(rows), last)
+                on_page(fetched, last)
             if last + step_ms <= since:
                 break
             since = last + (step_ms if candle_type != "funding_rate" else 1)
-        return rows
+        return np.concatenate(pages) if pages else np.empty((0, width))
 
     def _fetch_page(self, pair: str, timeframe: str, candle_type: str, since: int) -> list[list]:
         if candle_type == "funding_rate":

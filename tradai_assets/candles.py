@@ -43,13 +43,13 @@ def empty_candles(candle_type: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype="float64") for c in value_columns(candle_type)}, index=index)
 
 
-def frame_from_rows(rows: list[list], candle_type: str) -> pd.DataFrame:
-    """ccxt-style rows ``[ms, v1, v2, ...]`` to a candle frame (not yet cleaned)."""
+def frame_from_rows(rows: "list[list] | np.ndarray", candle_type: str) -> pd.DataFrame:
+    """ccxt-style rows ``[ms, v1, v2, ...]`` (lists or a float array) to a candle frame, not yet cleaned."""
     columns = get_candle_columns(candle_type)
-    if not rows:
+    if len(rows) == 0:
         return empty_candles(candle_type)
     # NaN for None (exchanges send null volumes); one numpy conversion is 4x faster than pandas' rows path.
-    values = np.array([row[: len(columns)] for row in rows] if len(rows[0]) != len(columns) else rows, dtype="float64")
+    values = np.asarray(rows, dtype="float64")[:, : len(columns)]
     index = pd.DatetimeIndex(pd.to_datetime(values[:, 0].astype("int64"), unit="ms", utc=True), name="date")
     return pd.DataFrame(values[:, 1:], index=index, columns=columns[1:])
 
