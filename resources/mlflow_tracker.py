@@ -1,0 +1,116 @@
+"""MLflow: one run per backtest, in one experiment per strategy.
+
+Runs are written through ``MlflowClient`` (no process-global active run), so parallel backtests in one
+process or many never mix. Params, metrics and tags go in one ``log_batch``; artifacts in one
+``log_artifacts`` of a directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+@functools.cache
+def _initialised_store(tracking_uri: str) -> None:
+    """Create (or migrate) a SQLite tracking store under a file lock, once per process.
+
+    MLflow builds a new SQLite store's tables on first use, and two processes doing that at once
+    (parallel backtests on a fresh store) collide on the schema migration."""
+    from mlflow import MlflowClient
+
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+
+
+class MlflowTracker(ConfigurableResource):
+    tracking_uri: str = Field(description="MLflow tracking URI, e.g. sqlite:///.tradai/mlflow.db or http://host:5000")
+    artifact_root: str | None = Field(
+        default=None,
+        description="Where new experiments keep artifacts (local stores); the server decides when None.",
+    )
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links.")
+
+    def _client(self):
+        from mlflow import MlflowClient
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            _initialised_store(self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+        client = self._client()
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None if self.artifact_root is None else f"{self.artifact_root.rstrip('/')}/{name}"
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            # Another backtest of the same strategy created it first.
+            if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            return client.get_experiment_by_name(name).experiment_id
+
+    def log_run(
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, str],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        artifact_dir: Path,
+    ) -> str:
+        """One finished run with everything in it; returns its id."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = self._client()
+        run = client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags)
+        run_id = run.info.run_id
+        try:
+            now = run.info.start_time
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                params=[Param(k, str(v)) for k, v in params.items()],
+            )
+            client.log_artifacts(run_id, str(artifact_dir))
+        except Exception:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
+        return run_id
+
+    def run_url(self, run_id: str) -> str:
+        run = self._client().get_run(run_id)
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+    def run_record(self, run_id: str) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+        """Params, tags and metrics of a run."""
+        data = self._client().get_run(run_id).data
+        return dict(data.params), dict(data.tags), dict(data.metrics)
+
+    def download(self, run_id: str, path: str, destination: Path) -> Path:
+        return Path(self._client().download_artifacts(run_id, path, str(destination)))
+
+    def runs(self, experiment: str) -> list[dict[str, Any]]:
+        """Every run of an experiment, newest first: id, params and tags."""
+        client = self._client()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        return [
+            {"run_id": r.info.run_id, "params": dict(r.data.params), "tags": dict(r.data.tags)}
+            for r in client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])
+        ]

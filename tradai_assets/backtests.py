@@ -1,0 +1,335 @@
+"""One backtest from pinned inputs to recorded results, shared by the backtest assets, the ad-hoc
+backtest job and the reproduce job.
+
+A plan pins every input: the config (by content hash), the strategy source (by hash), the markets
+snapshot (by hash) and each candle series (by ArcticDB version). The same plan gives the same trades;
+the lineage logged with every run is enough to build the plan again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from resources.arctic import ArcticStore, candle_symbol
+from resources.freqtrade_runner import BacktestOutcome, BacktestRequest, FreqtradeRunner
+from resources.mlflow_tracker import MlflowTracker
+from tradai_assets.candles import timeframe_delta
+from tradai_assets.strategy_config import TIMERANGE_ALL, market_type
+from tradai_assets.strategy_discovery import source_hash
+
+# Freqtrade's names; max_drawdown is its drawdown relative to the account.
+METRICS = {
+    "profit_total_abs": "profit_total_abs",
+    "profit_total": "profit_total",
+    "trades": "total_trades",
+    "winrate": "winrate",
+    "max_drawdown": "max_drawdown_account",
+    "sharpe": "sharpe",
+    "sortino": "sortino",
+    "calmar": "calmar",
+    "cagr": "cagr",
+    "profit_factor": "profit_factor",
+    "expectancy": "expectancy",
+}
+
+
+class BacktestInputError(ValueError):
+    """Inputs a backtest cannot run on; the message names the pair, range or setting at fault."""
+
+
+@dataclass
+class BacktestPlan:
+    strategy: str
+    strategy_file: Path
+    config: dict[str, Any]
+    config_hash: str
+    timerange: str
+    markets_hash: str
+    data_versions: dict[str, int]
+    request: BacktestRequest
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exchange(self) -> str:
+        return self.config["exchange"]["name"]
+
+    @property
+    def pairs(self) -> list[str]:
+        return list(self.config["exchange"]["pair_whitelist"])
+
+    @property
+    def timeframe(self) -> str:
+        return self.config["timeframe"]
+
+    def lineage(self) -> dict[str, str]:
+        """Everything that decides the trades, as MLflow params."""
+        import ccxt
+        import freqtrade
+
+        return {
+            "strategy": self.strategy,
+            "strategy_file": self.strategy_file.name,
+            "strategy_source_hash": source_hash(self.strategy_file),
+            "config_hash": self.config_hash,
+            "timerange": self.timerange,
+            "pairs": json.dumps(self.pairs),
+            "timeframe": self.timeframe,
+            "exchange": self.exchange,
+            "market_type": market_type(self.config),
+            "markets_snapshot_hash": self.markets_hash,
+            "data_versions": json.dumps(self.data_versions, sort_keys=True),
+            "freqtrade_version": freqtrade.__version__,
+            "ccxt_version": ccxt.__version__,
+        }
+
+
+def _span(frame: pd.DataFrame, step: pd.Timedelta) -> tuple[pd.Timestamp, pd.Timestamp]:
+    return frame.index[0], frame.index[-1] + step
+
+
+def resolve_timerange(timerange: str, first: pd.Timestamp, end: pd.Timestamp, what: str) -> str:
+    """Freqtrade's timerange for the config's policy; refuses ranges that are empty, reversed or
+    outside the stored candles [first, end)."""
+    available = f"{what} span {first:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    if timerange == TIMERANGE_ALL:
+        return f"{first.floor('D'):%Y%m%d}-{end.ceil('D'):%Y%m%d}"
+    start_text, sep, stop_text = timerange.partition("-")
+    try:
+        if not sep or any(t and (len(t) != 8 or not t.isdigit()) for t in (start_text, stop_text)):
+            raise ValueError("expected YYYYMMDD-YYYYMMDD, either side may be empty")
+        start = pd.Timestamp(start_text, tz="UTC") if start_text else first.floor("D")
+        stop = pd.Timestamp(stop_text, tz="UTC") if stop_text else end.ceil("D")
+    except ValueError as exc:
+        raise BacktestInputError(f"timerange {timerange!r}: {exc}") from exc
+    if stop <= start:
+        raise BacktestInputError(f"timerange {timerange!r} is empty or reversed")
+    if start < first.floor("D") or stop > end.ceil("D"):
+        raise BacktestInputError(f"timerange {timerange!r} reaches outside the stored candles: {available}")
+    return f"{start:%Y%m%d}-{stop:%Y%m%d}"
+
+
+def _stake_warnings(config: dict[str, Any], markets: dict[str, Any], candles: dict, pairs: list[str]) -> list[str]:
+    stake = config.get("stake_amount")
+    if not isinstance(stake, int | float):
+        return []
+    out = []
+    for pair in pairs:
+        limits = markets[pair].get("limits", {})
+        close = float(candles[pair]["close"].median())
+        minimum = max(
+            (limits.get("cost") or {}).get("min") or 0.0,
+            ((limits.get("amount") or {}).get("min") or 0.0) * close,
+        )
+        if stake < minimum:
+            out.append(
+                f"{pair}: stake {stake} {config['stake_currency']} is below the market's minimum order "
+                f"of about {minimum:.8g} {config['stake_currency']}; Freqtrade will refuse its entries"
+            )
+    return out
+
+
+def plan_backtest(
+    arctic: ArcticStore,
+    strategy: str,
+    strategy_file: Path,
+    config: dict[str, Any],
+    config_hash: str,
+    *,
+    markets_hash: str | None = None,
+    data_versions: dict[str, int] | None = None,
+) -> BacktestPlan:
+    """Pin every input; with hashes and versions given (a reproduction), exactly those."""
+    exchange = config["exchange"]["name"]
+    mtype = market_type(config)
+    if mtype != "spot":
+        raise BacktestInputError(f"{strategy}: trading_mode {config.get('trading_mode')!r}: only spot backtests run offline so far")
+    timeframe = config["timeframe"]
+    pairs = list(config["exchange"]["pair_whitelist"])
+    if not pairs:
+        raise BacktestInputError(f"{strategy}: the config's exchange.pair_whitelist is empty")
+
+    if markets_hash is None:
+        snapshot = arctic.latest_markets_snapshot(exchange, mtype)
+        if snapshot is None:
+            raise BacktestInputError(f"no markets snapshot for {exchange} {mtype}: materialise markets/{exchange}/{mtype} first")
+    else:
+        snapshot = arctic.markets_snapshot(exchange, mtype, markets_hash)
+    markets = snapshot.payload["markets"]
+    absent = [p for p in pairs if p not in markets]
+    if absent:
+        raise BacktestInputError(
+            f"pair(s) {', '.join(absent)} absent from the {exchange} {mtype} markets snapshot "
+            f"{snapshot.content_hash[:12]} ({len(markets)} markets)"
+        )
+
+    step = timeframe_delta(timeframe)
+    candles: dict[tuple[str, str, str], pd.DataFrame] = {}
+    versions: dict[str, int] = {}
+    for pair in pairs:
+        symbol = candle_symbol(pair, timeframe, mtype)
+        if data_versions is None:
+            version = arctic.candle_version(exchange, mtype, symbol)
+        else:
+            version = data_versions.get(symbol)
+        frame = None if version is None else arctic.read_candles(exchange, mtype, symbol, as_of=version)
+        if frame is None or frame.empty:
+            raise BacktestInputError(f"no stored {timeframe} candles for {pair} in ohlcv/{exchange}/{mtype}")
+        candles[(pair, timeframe, mtype)] = frame
+        versions[symbol] = version
+
+    spans = [_span(f, step) for f in candles.values()]
+    first, end = min(s[0] for s in spans), max(s[1] for s in spans)
+    timerange = resolve_timerange(
+        config.get("timerange", TIMERANGE_ALL), first, end, f"stored {exchange} {mtype} {timeframe} candles of {len(pairs)} pairs"
+    )
+    engine_config = {**config, "timerange": timerange}
+    warnings = _stake_warnings(config, markets, {p: candles[(p, timeframe, mtype)] for p in pairs}, pairs)
+    request = BacktestRequest(
+        strategy_name=strategy,
+        strategy_file=strategy_file,
+        config=engine_config,
+        candles=candles,
+        markets=markets,
+        leverage_tiers=snapshot.payload.get("leverage_tiers", {}),
+    )
+    return BacktestPlan(strategy, strategy_file, config, config_hash, timerange, snapshot.content_hash, versions, request, warnings)
+
+
+def trades_hash(trades: pd.DataFrame) -> str:
+    """A digest of the trades' exact values, column names and types."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[c, str(t)] for c, t in trades.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(trades, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def equity_curve(wallet: pd.DataFrame) -> pd.DataFrame:
+    """Account value in the stake currency per candle, from Freqtrade's wallet capture."""
+    if wallet.empty:
+        return pd.DataFrame({"equity": pd.Series([], dtype="float64")}, index=pd.DatetimeIndex([], tz="UTC", name="date"))
+    value = (wallet["rate"] * wallet["balance"]).groupby(wallet["date"]).sum()
+    frame = value.rename("equity").to_frame().astype("float64")
+    frame.index = pd.DatetimeIndex(frame.index, name="date").tz_convert("UTC")
+    return frame
+
+
+def equity_png(equity: pd.DataFrame, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3), dpi=100)
+    axes = figure.subplots()
+    if not equity.empty:
+        axes.plot(equity.index, equity["equity"], linewidth=1)
+    axes.set_title(title)
+    axes.set_ylabel("equity")
+    axes.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+@dataclass
+class RecordedBacktest:
+    plan: BacktestPlan
+    outcome: BacktestOutcome
+    equity: pd.DataFrame
+    metrics: dict[str, float]
+    trades_hash: str
+    run_id: str
+    run_url: str
+    png: bytes
+
+
+def metrics_of(stats: dict[str, Any]) -> dict[str, float]:
+    return {name: float(stats[key]) for name, key in METRICS.items() if stats.get(key) is not None}
+
+
+def run_and_record(
+    plan: BacktestPlan,
+    runner: FreqtradeRunner,
+    tracker: MlflowTracker,
+    kind: str,
+    tags: dict[str, str],
+) -> RecordedBacktest:
+    """Run the plan, then log one MLflow run with lineage, metrics and artifacts."""
+    outcome = runner.run(plan.request)
+    equity = equity_curve(outcome.wallet)
+    digest = trades_hash(outcome.trades)
+    png = equity_png(equity, f"{plan.strategy} {plan.timerange}")
+    metrics = metrics_of(outcome.stats)
+    with tempfile.TemporaryDirectory(prefix=f"mlflow-{plan.strategy}-") as tmp:
+        out = Path(tmp)
+        (out / "config.json").write_text(json.dumps(outcome.engine_config, indent=2, sort_keys=True))
+        (out / "markets.json").write_text(json.dumps(
+            {"markets": plan.request.markets, "leverage_tiers": plan.request.leverage_tiers}, sort_keys=True
+        ))
+        outcome.trades.to_parquet(out / "trades.parquet", index=False)
+        (out / "stats.json").write_text(json.dumps(outcome.stats, indent=2, sort_keys=True))
+        (out / plan.strategy_file.name).write_bytes(plan.strategy_file.read_bytes())
+        (out / "equity.png").write_bytes(png)
+        run_id = tracker.log_run(
+            experiment=f"strategies/{plan.strategy}",
+            run_name=f"{kind} {plan.strategy} {plan.timerange}",
+            params=plan.lineage(),
+            metrics=metrics,
+            tags={**tags, "tradai.kind": kind, "tradai.trades_hash": digest},
+            artifact_dir=out,
+        )
+    return RecordedBacktest(plan, outcome, equity, metrics, digest, run_id, tracker.run_url(run_id), png)
+
+
+def summary_markdown(recorded: RecordedBacktest) -> str:
+    plan, stats = recorded.plan, recorded.outcome.stats
+    currency = plan.config["stake_currency"]
+    rows = [
+        ("trades", f"{int(stats.get('total_trades', 0))}"),
+        ("profit", f"{stats.get('profit_total_abs', 0):.8f} {currency} ({100 * stats.get('profit_total', 0):.2f}%)"),
+        ("win rate", f"{100 * (stats.get('winrate') or 0):.1f}%"),
+        ("max drawdown", f"{100 * (stats.get('max_drawdown_account') or 0):.2f}%"),
+        ("sharpe / sortino / calmar", f"{stats.get('sharpe', 0):.2f} / {stats.get('sortino', 0):.2f} / {stats.get('calmar', 0):.2f}"),
+        ("timerange", plan.timerange),
+        ("pairs", ", ".join(plan.pairs)),
+        ("MLflow run", f"[{recorded.run_id}]({recorded.run_url})"),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    warnings = "".join(f"\n- {w}" for w in plan.warnings)
+    return f"### {plan.strategy}\n\n| | |\n|---|---|\n{table}\n" + (f"\n**Warnings**{warnings}\n" if warnings else "")
+
+
+def equity_markdown(recorded: RecordedBacktest) -> str:
+    encoded = base64.b64encode(recorded.png).decode()
+    return f"![equity curve of {recorded.plan.strategy}](data:image/png;base64,{encoded})"
+
+
+def result_metadata(recorded: RecordedBacktest) -> dict[str, Any]:
+    """Materialisation metadata: metrics as numbers (plotted over time), summary, plot, MLflow link."""
+    import dagster as dg
+
+    metadata: dict[str, Any] = {name: dg.MetadataValue.float(value) for name, value in recorded.metrics.items()}
+    metadata["trades"] = dg.MetadataValue.int(len(recorded.outcome.trades))
+    metadata.update({
+        "summary": dg.MetadataValue.md(summary_markdown(recorded)),
+        "equity_curve": dg.MetadataValue.md(equity_markdown(recorded)),
+        "mlflow_run_id": recorded.run_id,
+        "mlflow_run": dg.MetadataValue.url(recorded.run_url),
+        "config_hash": recorded.plan.config_hash,
+        "markets_snapshot_hash": recorded.plan.markets_hash,
+        "timerange": recorded.plan.timerange,
+        "trades_hash": recorded.trades_hash,
+        "data_versions": dg.MetadataValue.json(recorded.plan.data_versions),
+        "warnings": dg.MetadataValue.json(recorded.plan.warnings),
+    })
+    return metadata
