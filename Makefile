@@ -41,3 +41,5 @@ test: env
 
 clean:
 	rm -rf .tradai
+
+include deploy/images.mk

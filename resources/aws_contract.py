@@ -25,6 +25,7 @@ class EnvVar:
     DAGSTER_HOME: Final = "DAGSTER_HOME"
     DAGSTER_CURRENT_IMAGE: Final = "DAGSTER_CURRENT_IMAGE"
     MLFLOW_TRACKING_URI: Final = "MLFLOW_TRACKING_URI"
+    MLFLOW_UI_URL: Final = "MLFLOW_UI_URL"  # links to runs in Dagster's metadata (the public UI)
     ARCTICDB_URI: Final = "ARCTICDB_URI"
     AWS_REGION: Final = "AWS_REGION"
 
@@ -92,6 +93,7 @@ PRODUCT_RUNTIME_ENV: Final = (
     EnvVar.TRADAI_HOME,
     EnvVar.DAGSTER_HOME,
     EnvVar.MLFLOW_TRACKING_URI,
+    EnvVar.MLFLOW_UI_URL,
     EnvVar.ARCTICDB_URI,
 )
 
@@ -178,12 +180,17 @@ def heartbeat_table(env: str) -> str:
 
 RUN_CONTAINER_NAME: Final = "run"
 SERVICE_DISCOVERY_NAMESPACE: Final = f"{PROJECT}.internal"
+# Cloud Map service names inside the namespace.
+WEBSERVER_SERVICE: Final = "webserver"
+CODE_LOCATION_SERVICE: Final = "code-location"
+MLFLOW_SERVICE: Final = "mlflow"
 WEBSERVER_PORT: Final = 3000
 CODE_LOCATION_PORT: Final = 4000
 MLFLOW_PORT: Final = 5000
 API_PORT: Final = 8000
 CODE_LOCATION_NAME: Final = "tradai"
 CODE_LOCATION_MODULE: Final = "tradai_assets.definitions"
+CODE_LOCATION_ATTRIBUTE: Final = "defs"
 DAGSTER_HOME_IN_IMAGE: Final = "/opt/dagster/dagster_home"
 TRADAI_HOME_IN_IMAGE: Final = "/opt/tradai"
 IMAGE_REPOSITORIES: Final = ("app", "dagster")  # deploy/Dockerfile targets
@@ -205,24 +212,27 @@ def internal_host(service: str) -> str:
 
 
 def mlflow_tracking_uri() -> str:
-    return f"http://{internal_host('mlflow')}:{MLFLOW_PORT}"
+    return f"http://{internal_host(MLFLOW_SERVICE)}:{MLFLOW_PORT}"
 
 
 def dagster_graphql_url() -> str:
-    return f"http://{internal_host('webserver')}:{WEBSERVER_PORT}/graphql"
+    return f"http://{internal_host(WEBSERVER_SERVICE)}:{WEBSERVER_PORT}/graphql"
 
 
 # --- Runs: queue tags and task sizes --------------------------------------------------------------
 
 # Runs that call an exchange's API carry this tag; the run queue allows one run per exchange at once.
 EXCHANGE_TAG: Final = "tradai/exchange"
-RUN_KIND_TAG: Final = "tradai/run_kind"
+RUN_KIND_TAG: Final = "tradai/kind"
 RUN_KINDS: Final = ("sync", "backtest", "training")
 
 # Fargate size per kind of run, as the EcsRunLauncher's ecs/cpu and ecs/memory tags (CPU units, MiB).
+# Syncs are the default size of a run (deploy/dagster.yaml). A freqtrade backtest is single-threaded
+# and holds its candles in memory (about 3.3 GB for 10 pairs x 3 years of 5m candles): one vCPU,
+# 8 GiB. Training uses several cores.
 RUN_SIZES: Final = {
-    "sync": {"cpu": 512, "memory": 1024},
-    "backtest": {"cpu": 2048, "memory": 8192},
+    "sync": {"cpu": 512, "memory": 2048},
+    "backtest": {"cpu": 1024, "memory": 8192},
     "training": {"cpu": 4096, "memory": 16384},
 }
 

@@ -19,6 +19,7 @@ import pandas as pd
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from resources import aws_contract
 from resources.arctic import ArcticStore, candle_symbol, parse_candle_symbol
 from resources.exchange import ExchangeResource
 from resources.freqtrade_data import DataFileError, find_candle_file, read_candle_file
@@ -503,7 +504,8 @@ def build_sync_job(entry: UniverseEntry) -> UnresolvedAssetJobDefinition:
         f"sync_{entry.name}",
         selection=dg.AssetSelection.assets(ohlcv_key(entry)),
         description=f"Fetch new {entry.exchange} {entry.market_type} candles and run their checks.",
-        tags={"tradai/kind": "sync", "ecs/cpu": "512", "ecs/memory": "2048"},
+        # Sized for ECS, and counted against the run queue's one-run-per-exchange limit.
+        tags={**aws_contract.ecs_run_tags("sync"), aws_contract.EXCHANGE_TAG: entry.exchange},
     )
 
 
@@ -536,7 +538,7 @@ def build_markets_refresh(entries: list[UniverseEntry], running: bool) -> tuple[
         "refresh_markets",
         selection=dg.AssetSelection.assets(*[markets_key(e) for e in entries]),
         description="Store a new markets snapshot for every exchange whose market rules changed.",
-        tags={"tradai/kind": "sync"},
+        tags=aws_contract.ecs_run_tags("sync"),
     )
     schedule = dg.ScheduleDefinition(
         name="refresh_markets_daily",

@@ -1,0 +1,1 @@
+"""The ECS deployment's Python side: the run launcher deploy/dagster.yaml names, and start-up helpers."""
