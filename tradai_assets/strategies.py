@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from resources import aws_contract
 from resources.arctic import ArcticStore
 from resources.backtest_store import BacktestStore
 from resources.freqtrade_runner import BacktestError, FreqtradeRunner
@@ -141,7 +142,7 @@ def build_backtest_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.AssetsD
         deps=[config_key(spec.name), dg.AssetKey(["markets", exchange, mtype]), dg.AssetKey(["ohlcv", exchange, mtype])],
         description=description,
         metadata=spec.ui_metadata(),
-        tags={"ecs/cpu": "1024", "ecs/memory": "4096"},
+        tags=aws_contract.ecs_run_tags("backtest"),
     )
     def backtest(
         context: dg.AssetExecutionContext,
@@ -223,7 +224,7 @@ def build_adhoc_job(specs: dict[str, StrategySpec], base_path: Path) -> dg.JobDe
         return recorded.run_id
 
     @dg.job(name="adhoc_backtest", description="A backtest with run-config overrides, logged to MLflow; "
-            "the canonical strategies/<Name>/backtest asset is left as it is.", tags={"tradai/kind": "backtest"})
+            "the canonical strategies/<Name>/backtest asset is left as it is.", tags=aws_contract.ecs_run_tags("backtest"))
     def job():
         backtest_with_overrides()
 
@@ -274,7 +275,7 @@ def build_reproduce_job() -> dg.JobDefinition:
 
     @dg.job(name="reproduce_backtest", description="Re-run a logged backtest from its lineage alone "
             "(config hash, strategy source, markets snapshot, candle versions) and report whether the trades match.",
-            tags={"tradai/kind": "backtest"})
+            tags=aws_contract.ecs_run_tags("backtest"))
     def job():
         rerun_logged_backtest()
 

@@ -71,10 +71,12 @@ CODE_LOCATION_ENV = {
     EnvVar.DAGSTER_CURRENT_IMAGE: IMAGE,
 }
 
+# The product's own code location and ad-hoc backtest job, as the API launches it.
 LAUNCH_TARGET = LaunchTarget(
-    code_server_args=("-f", str(HERE / "ecs_location.py")),
+    code_server_args=("-m", aws_contract.CODE_LOCATION_MODULE, "-a", aws_contract.CODE_LOCATION_ATTRIBUTE),
     job_name="adhoc_backtest",
     run_kind="backtest",
+    run_config={"ops": {"backtest_with_overrides": {"config": {"strategy": "SampleStrategy"}}}},
 )
 
 
