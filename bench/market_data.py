@@ -79,20 +79,27 @@ def bare_ccxt_fetch(fake: FakeBinance, since: pd.Timestamp, until: pd.Timestamp)
 
 
 def ingest(workdir: Path) -> str:
+    # Alternating rounds, best of each side: the machine's other load hits both alike.
+    bares, ours_times = [], []
     with FakeBinance(now_ms="2025-01-01T00:00:30Z") as fake:
-        bare, candles = bare_ccxt_fetch(fake, pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2025-01-01", tz="UTC"))
-        ours = run_sync(workdir, fake, f"lmdb://{workdir / 'ingest'}", "2024-01-01", "2024-01-01", "2024-12-31")
-    store = ArcticStore(uri=f"lmdb://{workdir / 'ingest'}")
+        for round_ in range(2):
+            bare, candles = bare_ccxt_fetch(fake, pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2025-01-01", tz="UTC"))
+            bares.append(bare)
+            ours_times.append(run_sync(workdir, fake, f"lmdb://{workdir / f'ingest{round_}'}", "2024-01-01", "2024-01-01", "2024-12-31"))
+    bare, ours = min(bares), min(ours_times)
+    store = ArcticStore(uri=f"lmdb://{workdir / 'ingest0'}")
     stored = sum(len(store.read_candles("binance", "spot", candle_symbol(p, "1m", "spot"))) for p in PAIRS)
     assert stored == candles, (stored, candles)
     return report(
         "Ingestion: 10 pairs x 1 year of 1m candles from the local exchange into ArcticDB (goal <= 1.10)",
         "python -m bench.market_data ingest",
         [
-            f"{candles:,} candles; our backfill (one single-run backfill of 366 daily partitions through Dagster, "
-            f"fetch + clean + ArcticDB write + checks) over a bare ccxt fetch_ohlcv loop of the same candles: "
+            f"{candles:,} candles; our backfill (one Dagster run over 366 daily partitions: "
+            f"fetch, clean, ArcticDB write; the checks are a separate step, not timed) over a bare ccxt "
+            f"fetch_ohlcv loop of the same candles: "
             f"**{ours / bare:.3f}**",
-            f"ours {candles / ours:,.0f} candles/s, bare ccxt {candles / bare:,.0f} candles/s (rate limiting off on both)",
+            f"best of 2 alternating rounds; ours {candles / ours:,.0f} candles/s, bare ccxt {candles / bare:,.0f} candles/s "
+            "(rate limiting off on both)",
         ],
     )
 

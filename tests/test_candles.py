@@ -58,6 +58,15 @@ def test_merge_keeps_stored_candles_the_new_frame_lacks():
     assert len(merged) == 3 and merged["close"].iloc[1] == 1.19
 
 
+def test_weekly_candles_open_on_mondays():
+    mondays = pd.date_range("2024-01-01", periods=3, freq="7D", tz="UTC")  # 2024-01-01 is a Monday
+    rows = [[int(ts.timestamp() * 1000), 1.0, 1.2, 0.9, 1.1, 5.0] for ts in mondays]
+    rows.append([int(pd.Timestamp("2024-01-25", tz="UTC").timestamp() * 1000), 1.0, 1.2, 0.9, 1.1, 5.0])  # a Thursday
+    clean, report = clean_candles(frame_from_rows(rows, "spot"), "1w", "spot")
+    assert list(clean.index) == list(mondays)
+    assert [why for _, why in report.invalid] == ["not aligned to 1w"]
+
+
 def test_timeframes():
     assert timeframe_delta("5m") == pd.Timedelta(minutes=5)
     assert timeframe_delta("1w") == pd.Timedelta(days=7)

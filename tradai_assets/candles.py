@@ -17,6 +17,7 @@ from freqtrade.candle_columns import candle_type_is_ohlcv, get_candle_columns
 
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MONDAY_AFTER_EPOCH_NS = 4 * 86_400 * 1_000_000_000
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdwM])$")
 
 
@@ -72,25 +73,26 @@ class CleanReport:
 
 
 def invalid_reasons(frame: pd.DataFrame, candle_type: str) -> pd.Series:
-    """Per row, why the candle cannot be stored as good ('' when it can)."""
-    reasons = pd.Series("", index=frame.index, dtype="object")
-    values = frame[value_columns(candle_type)]
-
-    def flag(mask: pd.Series, why: str) -> None:
-        hit = mask & (reasons == "")
-        reasons[hit] = why
-
+    """Per row, why the candle cannot be stored as good ('' when it can); the first reason wins."""
+    rules: list[tuple[np.ndarray, str]] = []
     if not candle_type_is_ohlcv(candle_type):
-        flag(~np.isfinite(values).all(axis=1), "non-finite value")
-        return reasons
-    prices = frame[PRICE_COLUMNS]
-    flag(~np.isfinite(prices).all(axis=1), "NaN or infinite price")
-    flag((prices <= 0).any(axis=1), "zero or negative price")
-    flag(frame["low"] > frame[["open", "close"]].min(axis=1), "low above open or close")
-    flag(frame["high"] < frame[["open", "close"]].max(axis=1), "high below open or close")
-    if candle_type != "mark":  # mark-price candles carry no volume (NaN) on Binance
-        flag(~np.isfinite(frame["volume"]) | (frame["volume"] < 0), "missing or negative volume")
-    return reasons
+        rules.append((~np.isfinite(frame[value_columns(candle_type)].to_numpy()).all(axis=1), "non-finite value"))
+    else:
+        o, h, low, c, v = (frame[col].to_numpy() for col in ["open", "high", "low", "close", "volume"])
+        prices = np.column_stack([o, h, low, c])
+        rules += [
+            (~np.isfinite(prices).all(axis=1), "NaN or infinite price"),
+            ((prices <= 0).any(axis=1), "zero or negative price"),
+            (low > np.minimum(o, c), "low above open or close"),
+            (h < np.maximum(o, c), "high below open or close"),
+        ]
+        if candle_type != "mark":  # mark-price candles carry no volume (NaN) on Binance
+            rules.append((~np.isfinite(v) | (v < 0), "missing or negative volume"))
+    reasons = np.full(len(frame), "", dtype=object)
+    bad = np.logical_or.reduce([mask for mask, _ in rules]) if rules else np.zeros(len(frame), bool)
+    if bad.any():  # vectorised masks for all rows; names only for the few bad ones
+        reasons[bad] = np.select([mask[bad] for mask, _ in rules], [why for _, why in rules], "")
+    return pd.Series(reasons, index=frame.index, dtype="object")
 
 
 def clean_candles(frame: pd.DataFrame, timeframe: str, candle_type: str) -> tuple[pd.DataFrame, CleanReport]:
@@ -99,24 +101,31 @@ def clean_candles(frame: pd.DataFrame, timeframe: str, candle_type: str) -> tupl
     report = CleanReport()
     frame = frame.loc[:, value_columns(candle_type)].astype("float64")
     index = pd.DatetimeIndex(frame.index)
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    index = (index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")).as_unit("ns")
     # Exchanges stamp some series a few milliseconds late (funding rates): floor to the second.
-    frame.index = index.floor("s").rename("date")
+    nanos = index.asi8
+    nanos = nanos - nanos % 1_000_000_000
+    frame.index = pd.DatetimeIndex(nanos, tz="UTC", name="date")
     report.reordered = not frame.index.is_monotonic_increasing
-    frame = frame.sort_index(kind="stable")
+    if report.reordered:
+        frame = frame.sort_index(kind="stable")
     duplicated = frame.index.duplicated(keep="last")
     report.duplicates = int(duplicated.sum())
-    frame = frame[~duplicated]
+    if report.duplicates:
+        frame = frame[~duplicated]
     if candle_type_is_ohlcv(candle_type):
-        step = timeframe_delta(timeframe)
-        off_grid = (frame.index - frame.index.floor(step)) != pd.Timedelta(0)
-        for ts in frame.index[off_grid]:
-            report.invalid.append((ts, f"not aligned to {timeframe}"))
-        frame = frame[~off_grid]
+        # Candles open on multiples of their length since the epoch, weeks on Mondays (1970-01-05).
+        origin = MONDAY_AFTER_EPOCH_NS if timeframe.endswith("w") else 0
+        off_grid = (frame.index.asi8 - origin) % timeframe_delta(timeframe).value != 0
+        if off_grid.any():
+            report.invalid += [(ts, f"not aligned to {timeframe}") for ts in frame.index[off_grid]]
+            frame = frame[~off_grid]
     reasons = invalid_reasons(frame, candle_type)
-    bad = reasons != ""
-    report.invalid.extend(zip(frame.index[bad], reasons[bad]))
-    return frame[~bad], report
+    bad = (reasons != "").to_numpy()
+    if bad.any():
+        report.invalid.extend(zip(frame.index[bad], reasons[bad]))
+        frame = frame[~bad]
+    return frame, report
 
 
 def merge_candles(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
