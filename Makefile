@@ -9,6 +9,9 @@ export TRADAI_HOME ?= $(CURDIR)/.tradai
 export DAGSTER_HOME ?= $(TRADAI_HOME)/dagster
 export MLFLOW_TRACKING_URI ?= sqlite:///$(TRADAI_HOME)/mlflow.db
 export TRADAI_ENV ?= local
+# The API's local signing secret (hs256). Development only: AWS verifies Cognito tokens (docs/api.md).
+export TRADAI_API_JWT_SECRET ?= tradai-local-development-secret-not-for-aws
+export TRADAI_DAGSTER_GRAPHQL_URL ?= http://127.0.0.1:3000/graphql
 
 UV := $(shell command -v uv 2>/dev/null)
 ifeq ($(UV),)
@@ -28,12 +31,14 @@ env: $(UV)
 
 dev: env
 	$(BIN)/python -m tradai_assets.bootstrap
-	@echo "Dagster UI http://127.0.0.1:3000 - MLflow UI http://127.0.0.1:5000 - Ctrl-C stops both"
+	@echo "Dagster UI http://127.0.0.1:3000 - MLflow UI http://127.0.0.1:5000 - API http://127.0.0.1:8000/docs - Ctrl-C stops all"
+	@echo "API token (12 h, development secret): export TRADAI_API_TOKEN=$$($(BIN)/tradai token)"
 	@trap 'kill 0' INT TERM; \
 	$(BIN)/mlflow server --backend-store-uri "$$MLFLOW_TRACKING_URI" \
 		--default-artifact-root "$$TRADAI_HOME/mlartifacts" --host 127.0.0.1 --port 5000 & \
 	(cd "$$DAGSTER_HOME" && $(CURDIR)/$(BIN)/dagster dev --host 127.0.0.1 --port 3000 \
 		--workspace $(CURDIR)/workspace.yaml) & \
+	$(BIN)/uvicorn --factory tradai_assets.api.app:create_app_from_environment --host 127.0.0.1 --port 8000 & \
 	wait
 
 test: env
