@@ -350,6 +350,15 @@ def create_compute(
                         EnvVar.MLFLOW_TRACKING_URI: aws_contract.mlflow_tracking_uri(),
                         EnvVar.ARCTICDB_URI: aws_contract.arcticdb_uri(env, region),
                         EnvVar.DAGSTER_GRAPHQL_URL: aws_contract.dagster_graphql_url(),
+                        EnvVar.API_AUTH: "jwks",
+                        EnvVar.API_JWKS_URL: edge.user_pool.id.apply(
+                            lambda pool: aws_contract.cognito_jwks_url(region, pool)
+                        ),
+                        EnvVar.API_JWT_ISSUER: edge.user_pool.id.apply(
+                            lambda pool: aws_contract.cognito_issuer(region, pool)
+                        ),
+                        EnvVar.API_JWT_AUDIENCE: edge.api_client.id,
+                        EnvVar.API_SCOPE_PREFIX: f"{aws_contract.API_RESOURCE_SERVER}/",
                     }
                 ),
                 secrets.api_jwt.arn.apply(

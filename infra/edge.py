@@ -39,6 +39,8 @@ class Edge:
     target_groups: dict[str, aws.lb.TargetGroup]
     user_pool: aws.cognito.UserPool
     user_pool_client: aws.cognito.UserPoolClient
+    api_client: aws.cognito.UserPoolClient | None
+    """Machine clients (CI, scripts) get API tokens with the client-credentials flow."""
 
 
 def _target_group(
@@ -207,6 +209,27 @@ def create_edge(settings: Settings, tags: Tagger, network: Network, groups: Secu
                 ],
             )
 
+    api_client = None
+    if settings.api_command:
+        resource_server = aws.cognito.ResourceServer(
+            "api-resource-server",
+            identifier=aws_contract.API_RESOURCE_SERVER,
+            name=f"tradai-{env}-api",
+            user_pool_id=user_pool.id,
+            scopes=[{"scope_name": s, "scope_description": f"TradAI API: {s}"} for s in aws_contract.API_SCOPES],
+        )
+        api_client = aws.cognito.UserPoolClient(
+            "api-client",
+            name=f"tradai-{env}-api",
+            user_pool_id=user_pool.id,
+            generate_secret=True,
+            allowed_oauth_flows_user_pool_client=True,
+            allowed_oauth_flows=["client_credentials"],
+            allowed_oauth_scopes=[f"{aws_contract.API_RESOURCE_SERVER}/{s}" for s in aws_contract.API_SCOPES],
+            supported_identity_providers=["COGNITO"],
+            opts=pulumi.ResourceOptions(depends_on=[resource_server]),
+        )
+
     _web_acl(settings, tags, load_balancer)
     return Edge(
         load_balancer=load_balancer,
@@ -214,6 +237,7 @@ def create_edge(settings: Settings, tags: Tagger, network: Network, groups: Secu
         target_groups=target_groups,
         user_pool=user_pool,
         user_pool_client=client,
+        api_client=api_client,
     )
 
 

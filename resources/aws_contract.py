@@ -8,6 +8,7 @@ in tests/infra check those strings against this module.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Final
 
@@ -54,6 +55,12 @@ class EnvVar:
     API_JWT_ALGORITHM: Final = "TRADAI_API_JWT_ALGORITHM"  # secret (JSON key of the same entry)
     API_JWT_TTL_MINUTES: Final = "TRADAI_API_JWT_TTL_MINUTES"  # secret (JSON key of the same entry)
     DAGSTER_GRAPHQL_URL: Final = "TRADAI_DAGSTER_GRAPHQL_URL"
+    # In AWS the API verifies Cognito's RS256 access tokens against the user pool's key set.
+    API_AUTH: Final = "TRADAI_API_AUTH"  # hs256 | jwks
+    API_JWKS_URL: Final = "TRADAI_API_JWKS_URL"
+    API_JWT_ISSUER: Final = "TRADAI_API_JWT_ISSUER"
+    API_JWT_AUDIENCE: Final = "TRADAI_API_JWT_AUDIENCE"
+    API_SCOPE_PREFIX: Final = "TRADAI_API_SCOPE_PREFIX"
 
     # Live and dry-run bots (one ECS service per strategy).
     STRATEGY: Final = "STRATEGY"
@@ -66,6 +73,9 @@ class EnvVar:
     # Freqtrade reads FREQTRADE__SECTION__KEY variables as config overrides.
     EXCHANGE_KEY: Final = "FREQTRADE__EXCHANGE__KEY"  # secret
     EXCHANGE_SECRET: Final = "FREQTRADE__EXCHANGE__SECRET"  # secret
+    FREQTRADE_DRY_RUN: Final = "FREQTRADE__DRY_RUN"
+    FREQTRADE_STAKE_AMOUNT: Final = "FREQTRADE__STAKE_AMOUNT"
+    FREQTRADE_PAIR_WHITELIST: Final = "FREQTRADE__EXCHANGE__PAIR_WHITELIST"  # a JSON list
 
 
 # The Dagster instance reads these (deploy/dagster.yaml). Every Dagster container (webserver, daemon,
@@ -97,7 +107,8 @@ PRODUCT_RUNTIME_ENV: Final = (
     EnvVar.ARCTICDB_URI,
 )
 
-# A bot's task definition carries these and nothing else in plain environment variables.
+# A bot's task definition carries these, and the freqtrade overrides below, and nothing else in plain
+# environment variables.
 BOT_ENV: Final = (
     EnvVar.STRATEGY,
     EnvVar.STRATEGY_ID,
@@ -109,6 +120,12 @@ BOT_ENV: Final = (
     EnvVar.ARCTICDB_S3_URI,
 )
 BOT_SECRETS: Final = (EnvVar.EXCHANGE_KEY, EnvVar.EXCHANGE_SECRET)
+# Freqtrade settings the deployment decides over the strategy's config file.
+BOT_FREQTRADE_OVERRIDES: Final = (
+    EnvVar.FREQTRADE_DRY_RUN,
+    EnvVar.FREQTRADE_STAKE_AMOUNT,
+    EnvVar.FREQTRADE_PAIR_WHITELIST,
+)
 TRADING_MODES: Final = ("live", "dry_run")
 
 # --- Secrets Manager ------------------------------------------------------------------------------
@@ -188,6 +205,18 @@ WEBSERVER_PORT: Final = 3000
 CODE_LOCATION_PORT: Final = 4000
 MLFLOW_PORT: Final = 5000
 API_PORT: Final = 8000
+# The Cognito resource server of the API and the scopes it grants (docs/api.md): tokens carry them as
+# "<identifier>/<scope>", which the API strips with TRADAI_API_SCOPE_PREFIX.
+API_RESOURCE_SERVER: Final = "tradai-api"
+API_SCOPES: Final = ("backtests:read", "backtests:run", "data:read", "data:sync")
+
+
+def cognito_issuer(region: str, user_pool_id: str) -> str:
+    return f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
+
+
+def cognito_jwks_url(region: str, user_pool_id: str) -> str:
+    return f"{cognito_issuer(region, user_pool_id)}/.well-known/jwks.json"
 CODE_LOCATION_NAME: Final = "tradai"
 CODE_LOCATION_MODULE: Final = "tradai_assets.definitions"
 CODE_LOCATION_ATTRIBUTE: Final = "defs"
@@ -290,6 +319,24 @@ def bot_environment(
         EnvVar.HEARTBEAT_TABLE: heartbeat_table(env),
         EnvVar.ARCTICDB_S3_URI: arcticdb_uri(env, region),
     }
+
+
+def bot_freqtrade_overrides(
+    *, trading_mode: str, stake_amount: float | str, pairs: tuple[str, ...] | list[str]
+) -> dict[str, str]:
+    """Freqtrade config overrides of a bot's container (freqtrade reads ``FREQTRADE__*`` variables).
+
+    ``dry_run`` always follows the trading mode, whatever the config file says, so that a dry-run
+    deployment can never place real orders. No pairs leaves the config file's whitelist in force."""
+    if trading_mode not in TRADING_MODES:
+        raise ValueError(f"trading mode {trading_mode!r} must be one of {TRADING_MODES}")
+    overrides = {
+        EnvVar.FREQTRADE_DRY_RUN: "true" if trading_mode == "dry_run" else "false",
+        EnvVar.FREQTRADE_STAKE_AMOUNT: str(stake_amount),
+    }
+    if pairs:
+        overrides[EnvVar.FREQTRADE_PAIR_WHITELIST] = json.dumps(list(pairs))
+    return overrides
 
 
 def bot_secrets(exchange_secret_arn: str) -> list[dict[str, str]]:

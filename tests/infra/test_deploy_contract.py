@@ -250,3 +250,24 @@ def test_bots_can_reach_their_tables_and_exchange_keys(stacks, stack):
     execution = {s["Sid"]: s for s in statements(policy_documents(record)[f"tradai-{stack}-ecs-execution"])}
     exchange = record.by_output("name", aws_contract.exchange_secret_name(stack, "binance")).outputs["arn"]
     assert exchange in execution["ReadSecrets"]["Resource"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_api_verifies_cognito_access_tokens_with_the_scopes_it_checks(stacks, stack):
+    from tradai_assets.api.auth import BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC
+
+    record = stacks[stack]
+    (container,) = containers(record, "api")
+    env = environment(container)
+    pool_id = record.exports["cognitoUserPoolId"]
+    (server,) = record.of_type("aws:cognito/resourceServer:ResourceServer")
+    (api_client,) = [c for c in record.of_type("aws:cognito/userPoolClient:UserPoolClient")
+                     if c.inputs["name"] == f"tradai-{stack}-api"]
+    assert env[EnvVar.API_AUTH] == "jwks"
+    assert env[EnvVar.API_JWT_ISSUER] == aws_contract.cognito_issuer("us-east-1", pool_id)
+    assert env[EnvVar.API_JWKS_URL] == aws_contract.cognito_jwks_url("us-east-1", pool_id)
+    assert env[EnvVar.API_JWT_AUDIENCE] == f"{api_client.name}-id"
+    assert env[EnvVar.API_SCOPE_PREFIX] == f"{server.inputs['identifier']}/"
+    assert {s["scopeName"] for s in server.inputs["scopes"]} == {BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC}
+    assert set(api_client.inputs["allowedOauthScopes"]) == {f"{server.inputs['identifier']}/{s}" for s in aws_contract.API_SCOPES}
+    assert container["command"][:3] == ["uvicorn", "--factory", "tradai_assets.api.app:create_app_from_environment"]

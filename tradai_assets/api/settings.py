@@ -78,10 +78,10 @@ class ApiSettings:
 
     def __post_init__(self) -> None:
         if self.auth_mode not in AUTH_MODES:
-            raise SettingsError(f"TRADAI_API_AUTH={self.auth_mode!r}: expected one of {', '.join(AUTH_MODES)}")
+            raise SettingsError(f"{EnvVar.API_AUTH}={self.auth_mode!r}: expected one of {', '.join(AUTH_MODES)}")
         if self.auth_mode == "hs256":
             if not self.jwt_secret:
-                raise SettingsError(f"TRADAI_API_AUTH=hs256 needs {EnvVar.API_JWT_SECRET}")
+                raise SettingsError(f"{EnvVar.API_AUTH}=hs256 needs {EnvVar.API_JWT_SECRET}")
             if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
                 raise SettingsError(f"{EnvVar.API_JWT_SECRET} must be at least {MIN_SECRET_BYTES} bytes long")
             if self.jwt_algorithm not in ("HS256", "HS384", "HS512"):
@@ -89,13 +89,13 @@ class ApiSettings:
         else:
             missing = [
                 name for name, value in (
-                    ("TRADAI_API_JWKS_URL", self.jwks_url),
-                    ("TRADAI_API_JWT_ISSUER", self.jwt_issuer),
-                    ("TRADAI_API_JWT_AUDIENCE", self.jwt_audience),
+                    (EnvVar.API_JWKS_URL, self.jwks_url),
+                    (EnvVar.API_JWT_ISSUER, self.jwt_issuer),
+                    (EnvVar.API_JWT_AUDIENCE, self.jwt_audience),
                 ) if not value
             ]
             if missing:
-                raise SettingsError(f"TRADAI_API_AUTH=jwks needs {', '.join(missing)}")
+                raise SettingsError(f"{EnvVar.API_AUTH}=jwks needs {', '.join(missing)}")
         if self.max_body_bytes < 1:
             raise SettingsError("TRADAI_API_MAX_BODY_BYTES must be positive")
 
@@ -113,13 +113,13 @@ class ApiSettings:
                 raise SettingsError(f"{name}={text!r} is not a number") from exc
 
         return cls(
-            auth_mode=env.get("TRADAI_API_AUTH", "hs256"),
+            auth_mode=env.get(EnvVar.API_AUTH, "hs256"),
             jwt_secret=env.get(EnvVar.API_JWT_SECRET),
             jwt_algorithm=env.get(EnvVar.API_JWT_ALGORITHM, "HS256"),
-            jwks_url=env.get("TRADAI_API_JWKS_URL"),
-            jwt_issuer=env.get("TRADAI_API_JWT_ISSUER"),
-            jwt_audience=env.get("TRADAI_API_JWT_AUDIENCE"),
-            scope_prefix=env.get("TRADAI_API_SCOPE_PREFIX", ""),
+            jwks_url=env.get(EnvVar.API_JWKS_URL),
+            jwt_issuer=env.get(EnvVar.API_JWT_ISSUER),
+            jwt_audience=env.get(EnvVar.API_JWT_AUDIENCE),
+            scope_prefix=env.get(EnvVar.API_SCOPE_PREFIX, ""),
             jwks_min_refetch_seconds=number("TRADAI_API_JWKS_MIN_REFETCH_SECONDS", 30.0),
             rate_limit=RateLimit.parse(env.get("TRADAI_API_RATE_LIMIT", "100/5m"), "TRADAI_API_RATE_LIMIT"),
             backtest_rate_limit=RateLimit.parse(
