@@ -1,5 +1,6 @@
 """Starting points for ``tradai strategy new``: plain Freqtrade strategies that backtest on the shipped
-sample as they are (5m candles of the BTC pairs), one class per file."""
+sample as they are (5m candles of the BTC pairs), one class per file: the example strategies under a
+new name, or a blank one."""
 
 from __future__ import annotations
 
@@ -8,117 +9,10 @@ import re
 from pathlib import Path
 from string import Template
 
+from tradai_assets import settings
 from tradai_assets.strategy_discovery import discover_strategies
 
 CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,79}$")
-
-RSI = Template('''"""${class_name}: RSI mean reversion. Buys a pair that is oversold below its lower Bollinger band
-and sells once it has reverted."""
-
-import talib.abstract as ta
-from pandas import DataFrame
-from technical import qtpylib
-
-from freqtrade.strategy import IntParameter, IStrategy
-
-
-class ${class_name}(IStrategy):
-    """Buys oversold dips (RSI under its entry level, close under the lower band); sells the reversion."""
-
-    INTERFACE_VERSION = 3
-    category = "mean_reversion"
-
-    timeframe = "5m"
-    can_short = False
-    minimal_roi = {"0": 0.03, "60": 0.015, "180": 0.005}
-    stoploss = -0.06
-    startup_candle_count = 40
-
-    rsi_entry = IntParameter(15, 40, default=30, space="buy")
-    rsi_exit = IntParameter(45, 75, default=55, space="sell")
-
-    def version(self) -> str:
-        return "0.1"
-
-    def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
-        dataframe["rsi"] = ta.RSI(dataframe, timeperiod=14)
-        bands = qtpylib.bollinger_bands(qtpylib.typical_price(dataframe), window=20, stds=2)
-        dataframe["bb_lower"] = bands["lower"]
-        dataframe["bb_middle"] = bands["mid"]
-        return dataframe
-
-    def populate_entry_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
-        dataframe.loc[
-            (dataframe["rsi"] < self.rsi_entry.value)
-            & (dataframe["close"] < dataframe["bb_lower"])
-            & (dataframe["volume"] > 0),
-            ["enter_long", "enter_tag"],
-        ] = (1, "rsi_oversold")
-        return dataframe
-
-    def populate_exit_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
-        dataframe.loc[
-            ((dataframe["rsi"] > self.rsi_exit.value) | (dataframe["close"] > dataframe["bb_middle"]))
-            & (dataframe["volume"] > 0),
-            ["exit_long", "exit_tag"],
-        ] = (1, "reverted")
-        return dataframe
-''')
-
-EMA = Template('''"""${class_name}: EMA cross trend following. Long while the fast EMA is above the slow one and the
-trend filter agrees; out when it crosses back below."""
-
-import talib.abstract as ta
-from pandas import DataFrame
-from technical import qtpylib
-
-from freqtrade.strategy import IntParameter, IStrategy
-
-
-class ${class_name}(IStrategy):
-    """Enters when the fast EMA crosses above the slow EMA above the 100-candle EMA; exits on the cross back."""
-
-    INTERFACE_VERSION = 3
-    category = "trend"
-
-    timeframe = "5m"
-    can_short = False
-    minimal_roi = {"0": 0.10}
-    stoploss = -0.05
-    trailing_stop = True
-    trailing_stop_positive = 0.01
-    trailing_stop_positive_offset = 0.02
-    trailing_only_offset_is_reached = True
-    startup_candle_count = 120
-
-    fast_period = IntParameter(5, 20, default=12, space="buy")
-    slow_period = IntParameter(21, 60, default=26, space="buy")
-
-    def version(self) -> str:
-        return "0.1"
-
-    def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
-        dataframe["ema_fast"] = ta.EMA(dataframe, timeperiod=self.fast_period.value)
-        dataframe["ema_slow"] = ta.EMA(dataframe, timeperiod=self.slow_period.value)
-        dataframe["ema_trend"] = ta.EMA(dataframe, timeperiod=100)
-        return dataframe
-
-    def populate_entry_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
-        dataframe.loc[
-            qtpylib.crossed_above(dataframe["ema_fast"], dataframe["ema_slow"])
-            & (dataframe["close"] > dataframe["ema_trend"])
-            & (dataframe["volume"] > 0),
-            ["enter_long", "enter_tag"],
-        ] = (1, "ema_cross_up")
-        return dataframe
-
-    def populate_exit_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
-        dataframe.loc[
-            qtpylib.crossed_below(dataframe["ema_fast"], dataframe["ema_slow"]) & (dataframe["volume"] > 0),
-            ["exit_long", "exit_tag"],
-        ] = (1, "ema_cross_down")
-        return dataframe
-''')
 
 BLANK = Template('''"""${class_name}: describe the idea in one paragraph; it is shown on the strategy's assets."""
 
@@ -155,7 +49,20 @@ class ${class_name}(IStrategy):
         return dataframe
 ''')
 
-TEMPLATES = {"rsi": RSI, "ema": EMA, "blank": BLANK}
+# The rsi and ema templates are the shipped example strategies themselves, under the new class name.
+EXAMPLES = {"rsi": "RsiMeanReversion", "ema": "EmaCross"}
+TEMPLATES = (*EXAMPLES, "blank")
+
+
+def render(template: str, class_name: str) -> str:
+    if template == "blank":
+        return BLANK.substitute(class_name=class_name)
+    example = EXAMPLES[template]
+    source = (settings.REPO_ROOT / "strategies" / f"{example}.py").read_text(encoding="utf-8")
+    renamed, count = re.subn(rf"^class {example}\(", f"class {class_name}(", source, flags=re.MULTILINE)
+    if count != 1:
+        raise StrategyFileError(f"the example strategy {example} no longer defines class {example}")
+    return renamed
 
 
 class StrategyFileError(ValueError):
@@ -181,5 +88,5 @@ def new_strategy(directory: Path, class_name: str, template: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     # "x": never overwrite a file that appeared since the check above.
     with path.open("x", encoding="utf-8") as handle:
-        handle.write(TEMPLATES[template].substitute(class_name=class_name))
+        handle.write(render(template, class_name))
     return path
