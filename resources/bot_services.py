@@ -1,0 +1,521 @@
+"""Live and dry-run bots as ECS services: one service and one task-definition family per strategy id.
+
+``EcsBotServices.reconcile(spec)`` brings the service named ``bot-<strategy_id>`` to the state a
+``BotSpec`` describes. It registers a task-definition revision only when the wanted contents differ
+from the service's current revision (compared after dropping what ECS adds on its own), and it updates
+the service only when something about it differs, so reconciling an unchanged spec makes no AWS write
+call at all. Every call is counted by kind (``write_calls``) through a botocore event hook, so that
+callers, tests and the bench can check that.
+
+Exchange keys reach the container only as ``secrets`` entries whose ``valueFrom`` is the Secrets
+Manager ARN; their values are never read here. A spec naming a secret that does not exist is refused
+before anything is written.
+
+Throttling (``ThrottlingException`` and its kin) is retried with exponential backoff; any other AWS
+error is raised as ``BotServiceError`` naming the service and the operation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from resources import aws_contract
+
+BOT_CONTAINER_NAME = "bot"
+BOT_SERVICE_TAG = "bots"  # the infra's ``Service`` tag for everything that belongs to the bots
+MANAGED_BY = "tradai"  # bots are reconciled by the product, not by the Pulumi program
+TRADING_MODE_TAG = "TradingMode"
+STRATEGY_ID_TAG = "StrategyId"
+BOT_MODES = ("dry_run", "live", "stopped")
+# Real money never runs on Spot: a reclaimed task would leave open positions unattended.
+CAPACITY_PROVIDER = {"live": "FARGATE", "dry_run": "FARGATE_SPOT"}
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+_READ_OPERATION = re.compile(r"^(Describe|List|Get|BatchGet|Query|Scan)")
+_STRATEGY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+class BotSpecError(ValueError):
+    """A spec that cannot be deployed: a bad field or a secret that does not exist."""
+
+
+class BotServiceError(RuntimeError):
+    """An AWS call about one bot's service failed for a reason other than throttling."""
+
+
+@dataclass(frozen=True)
+class BotSpec:
+    """What one bot should be. ``mode="stopped"`` keeps the service with no task running."""
+
+    strategy: str
+    strategy_id: str
+    mode: Literal["dry_run", "live", "stopped"]
+    image: str
+    config_path: str
+    exchange_secret: str | None = None  # Secrets Manager name or ARN: JSON {"key": ..., "secret": ...}
+    stake_amount: float | Literal["unlimited"] = "unlimited"
+    pairs: tuple[str, ...] = ()
+    cpu: int = 512
+    memory: int = 1024
+
+    def __post_init__(self) -> None:
+        if not _STRATEGY_ID.fullmatch(self.strategy_id):
+            raise BotSpecError(
+                f"strategy_id {self.strategy_id!r} must be 1-63 lower-case letters, digits or hyphens"
+            )
+        if self.mode not in BOT_MODES:
+            raise BotSpecError(f"bot {self.strategy_id}: mode {self.mode!r} must be one of {BOT_MODES}")
+        if not self.strategy or not self.image or not self.config_path:
+            raise BotSpecError(f"bot {self.strategy_id}: strategy, image and config_path are required")
+        if self.mode == "live" and not self.exchange_secret:
+            raise BotSpecError(f"bot {self.strategy_id}: a live bot needs exchange_secret")
+        if not aws_contract.is_valid_fargate_size(self.cpu, self.memory):
+            raise BotSpecError(
+                f"bot {self.strategy_id}: cpu={self.cpu} memory={self.memory} is not a Fargate size"
+            )
+        if self.stake_amount != "unlimited" and not (
+            isinstance(self.stake_amount, (int, float)) and self.stake_amount > 0
+        ):
+            raise BotSpecError(
+                f"bot {self.strategy_id}: stake_amount {self.stake_amount!r} must be positive or 'unlimited'"
+            )
+        if isinstance(self.pairs, str):
+            raise BotSpecError(f"bot {self.strategy_id}: pairs must be a sequence of pairs, not a string")
+        object.__setattr__(self, "pairs", tuple(self.pairs))
+
+    @property
+    def service_name(self) -> str:
+        return bot_service_name(self.strategy_id)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A bot's service as ECS reports it, and what the last reconcile changed (``actions``)."""
+
+    strategy_id: str
+    service_name: str
+    status: str  # ECS's ACTIVE or DRAINING, or "absent"
+    desired_count: int = 0
+    running_count: int = 0
+    task_definition_arn: str | None = None
+    trading_mode: str | None = None
+    actions: tuple[str, ...] = field(default=())
+
+    @property
+    def revision(self) -> int | None:
+        return None if self.task_definition_arn is None else int(self.task_definition_arn.rsplit(":", 1)[1])
+
+
+def bot_service_name(strategy_id: str) -> str:
+    return f"bot-{strategy_id}"
+
+
+class AwsCallCounter:
+    """Counts the AWS calls of the clients it is attached to, split into reads and writes."""
+
+    def __init__(self) -> None:
+        self.reads: Counter[str] = Counter()
+        self.writes: Counter[str] = Counter()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        name = model.name
+        (self.reads if _READ_OPERATION.match(name) else self.writes)[name] += 1
+
+    @property
+    def write_calls(self) -> int:
+        return sum(self.writes.values())
+
+    def reset(self) -> None:
+        self.reads.clear()
+        self.writes.clear()
+
+
+class EcsBotServices(ConfigurableResource):
+    """Bots as ECS services on the stack's cluster."""
+
+    stack: str = Field(description="The stack: dev, staging or prod (names the cluster, tables, log group).")
+    subnet_ids: list[str] = Field(description="Private subnets the bots' tasks run in.")
+    security_group_ids: list[str] = Field(description="Security groups of the bots' tasks.")
+    execution_role_arn: str = Field(description="Task execution role: pulls the image, reads the secrets.")
+    task_role_arn: str = Field(description="The bots' task role: state tables, configs, candles.")
+    owner: str = Field(description="The Owner tag.")
+    cost_center: str = Field(description="The CostCenter tag.")
+    region: str | None = Field(default=None, description="AWS region; AWS_REGION when None.")
+    endpoint_url: str | None = Field(
+        default=None, description="AWS endpoint (a local stand-in); boto3's own resolution when None."
+    )
+    cluster: str | None = Field(default=None, description="ECS cluster; the stack's cluster when None.")
+    max_attempts: int = Field(default=6, ge=1, description="Attempts per AWS call while it is throttled.")
+    backoff_seconds: float = Field(
+        default=0.5, ge=0, description="First wait after a throttled call; doubles with each attempt."
+    )
+
+    _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _calls: AwsCallCounter = PrivateAttr(default_factory=AwsCallCounter)
+    _sleep: Callable[[float], None] = PrivateAttr(default=time.sleep)
+
+    # --- public ---------------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> AwsCallCounter:
+        return self._calls
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster or aws_contract.cluster_name(self.stack)
+
+    @property
+    def region_name(self) -> str:
+        region = self.region or os.environ.get(aws_contract.EnvVar.AWS_REGION)
+        if not region:
+            raise ValueError(f"set the region field or {aws_contract.EnvVar.AWS_REGION}")
+        return region
+
+    @property
+    def log_group(self) -> str:
+        return f"/{aws_contract.PROJECT}/{self.stack}/bots"
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            import boto3
+            from botocore.config import Config
+
+            # Retries are ours (see _call) so that throttling is retried the same way everywhere.
+            client = boto3.client(
+                service,
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+            )
+            self._calls.attach(client)
+            self._clients[service] = client
+        return self._clients[service]
+
+    def reconcile(self, spec: BotSpec) -> ServiceState:
+        """Make the bot's service match ``spec``; no write call when it already does."""
+        current = self._service(spec.service_name)
+        if spec.mode == "stopped":
+            return self._stop(spec, current)
+
+        secret_arn = self._secret_arn(spec) if spec.exchange_secret else None
+        wanted = self._task_definition(spec, secret_arn)
+        actions: list[str] = []
+        task_definition_arn = self._matching_task_definition(spec, current, wanted)
+        if task_definition_arn is None:
+            registered = self._call(
+                spec.service_name, "ecs", "register_task_definition", **wanted
+            )["taskDefinition"]
+            task_definition_arn = registered["taskDefinitionArn"]
+            actions.append(f"registered {task_definition_arn.rsplit('/', 1)[1]}")
+
+        tags = self._tags(spec)
+        capacity = [{"capacityProvider": CAPACITY_PROVIDER[spec.mode], "weight": 1}]
+        network = {
+            "awsvpcConfiguration": {
+                "subnets": list(self.subnet_ids),
+                "securityGroups": list(self.security_group_ids),
+                "assignPublicIp": "DISABLED",
+            }
+        }
+        if current is None:
+            self._call(
+                spec.service_name,
+                "ecs",
+                "create_service",
+                cluster=self.cluster_name,
+                serviceName=spec.service_name,
+                taskDefinition=task_definition_arn,
+                desiredCount=1,
+                capacityProviderStrategy=capacity,
+                networkConfiguration=network,
+                # A bot must never trade twice at once: stop the old task before starting the new one.
+                deploymentConfiguration={"maximumPercent": 100, "minimumHealthyPercent": 0},
+                enableECSManagedTags=True,
+                propagateTags="SERVICE",
+                tags=_tag_list(tags),
+            )
+            actions.append("created service")
+        else:
+            update: dict[str, Any] = {}
+            if current["taskDefinition"] != task_definition_arn:
+                update["taskDefinition"] = task_definition_arn
+            if current["desiredCount"] != 1:
+                update["desiredCount"] = 1
+            if _network_key(current.get("networkConfiguration")) != _network_key(network):
+                update["networkConfiguration"] = network
+            reported_capacity = current.get("capacityProviderStrategy")
+            # The TradingMode tag stands for the capacity where ECS does not report the strategy.
+            mode_changed = _tag_dict(current.get("tags")).get(TRADING_MODE_TAG) != spec.mode
+            if mode_changed or (
+                reported_capacity is not None and _capacity_key(reported_capacity) != _capacity_key(capacity)
+            ):
+                # ECS only moves a service to another capacity provider with a new deployment.
+                update["capacityProviderStrategy"] = capacity
+                update["forceNewDeployment"] = True
+            if update:
+                self._call(
+                    spec.service_name,
+                    "ecs",
+                    "update_service",
+                    cluster=self.cluster_name,
+                    service=spec.service_name,
+                    **update,
+                )
+                changed = sorted(key for key in update if key != "forceNewDeployment")
+                actions.append("updated service: " + ", ".join(changed))
+            self._sync_tags(spec.service_name, current, tags)
+            if _tag_dict(current.get("tags")) != tags:
+                actions.append("retagged service")
+        # Nothing changed: the service as described at the start is still current.
+        return self._state(spec.service_name, spec.strategy_id, tuple(actions), None if actions else current)
+
+    def describe(self, strategy_id: str) -> ServiceState:
+        return self._state(bot_service_name(strategy_id), strategy_id, ())
+
+    def delete(self, strategy_id: str) -> ServiceState:
+        """Delete the bot's service (its running task is stopped); a missing service is not an error."""
+        name = bot_service_name(strategy_id)
+        if self._service(name) is None:
+            return ServiceState(strategy_id=strategy_id, service_name=name, status="absent")
+        self._call(name, "ecs", "delete_service", cluster=self.cluster_name, service=name, force=True)
+        return ServiceState(strategy_id=strategy_id, service_name=name, status="absent", actions=("deleted service",))
+
+    # --- the task definition --------------------------------------------------------------------
+
+    def _task_definition(self, spec: BotSpec, secret_arn: str | None) -> dict[str, Any]:
+        """RegisterTaskDefinition arguments for the spec; lists sorted so that contents compare."""
+        trading_mode = spec.mode
+        environment = {
+            **aws_contract.bot_environment(
+                env=self.stack,
+                region=self.region_name,
+                strategy=spec.strategy,
+                strategy_id=spec.strategy_id,
+                trading_mode=trading_mode,
+                config_path=spec.config_path,
+            ),
+            **aws_contract.bot_freqtrade_overrides(
+                trading_mode=trading_mode, stake_amount=spec.stake_amount, pairs=spec.pairs
+            ),
+        }
+        container: dict[str, Any] = {
+            "name": BOT_CONTAINER_NAME,
+            "image": spec.image,
+            "essential": True,
+            "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+            "secrets": sorted(
+                aws_contract.bot_secrets(secret_arn) if secret_arn else [], key=lambda s: s["name"]
+            ),
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": self.log_group,
+                    "awslogs-region": self.region_name,
+                    "awslogs-stream-prefix": spec.strategy_id,
+                },
+            },
+            # Freqtrade cancels its open orders' bookkeeping on SIGTERM: give it time to finish.
+            "stopTimeout": 120,
+        }
+        return {
+            "family": f"{aws_contract.PROJECT}-{self.stack}-{spec.service_name}",
+            "taskRoleArn": self.task_role_arn,
+            "executionRoleArn": self.execution_role_arn,
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "runtimePlatform": {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+            "cpu": str(spec.cpu),
+            "memory": str(spec.memory),
+            "containerDefinitions": [container],
+            "tags": _tag_list(self._tags(spec)),
+        }
+
+    def _matching_task_definition(
+        self, spec: BotSpec, current_service: dict[str, Any] | None, wanted: dict[str, Any]
+    ) -> str | None:
+        """ARN of an existing revision with the wanted contents: the service's, else the family's latest."""
+        reference = current_service["taskDefinition"] if current_service else wanted["family"]
+        try:
+            described = self._call(
+                spec.service_name, "ecs", "describe_task_definition", taskDefinition=reference, include=["TAGS"]
+            )
+        except BotServiceError as exc:
+            if current_service is None and _error_code(exc.__cause__) == "ClientException":
+                return None  # the family has no revision yet
+            raise
+        existing = {**described["taskDefinition"], "tags": described.get("tags", [])}
+        if _normalised(wanted, existing) == _normalised(wanted, wanted):
+            return existing["taskDefinitionArn"]
+        return None
+
+    # --- the service ----------------------------------------------------------------------------
+
+    def _service(self, name: str) -> dict[str, Any] | None:
+        """The service as ECS describes it (with tags), or None when it does not exist or was deleted."""
+        described = self._call(
+            name, "ecs", "describe_services", cluster=self.cluster_name, services=[name], include=["TAGS"]
+        )
+        for service in described["services"]:
+            if service["status"] != "INACTIVE":
+                return service
+        return None
+
+    def _stop(self, spec: BotSpec, current: dict[str, Any] | None) -> ServiceState:
+        if current is None:
+            return ServiceState(strategy_id=spec.strategy_id, service_name=spec.service_name, status="absent")
+        actions: tuple[str, ...] = ()
+        if current["desiredCount"] != 0:
+            self._call(
+                spec.service_name,
+                "ecs",
+                "update_service",
+                cluster=self.cluster_name,
+                service=spec.service_name,
+                desiredCount=0,
+            )
+            actions = ("updated service: desiredCount",)
+        return self._state(spec.service_name, spec.strategy_id, actions, None if actions else current)
+
+    def _state(
+        self, name: str, strategy_id: str, actions: tuple[str, ...], service: dict[str, Any] | None = None
+    ) -> ServiceState:
+        service = service or self._service(name)
+        if service is None:
+            return ServiceState(strategy_id=strategy_id, service_name=name, status="absent", actions=actions)
+        return ServiceState(
+            strategy_id=strategy_id,
+            service_name=name,
+            status=service["status"],
+            desired_count=service["desiredCount"],
+            running_count=service["runningCount"],
+            task_definition_arn=service["taskDefinition"],
+            trading_mode=_tag_dict(service.get("tags")).get(TRADING_MODE_TAG),
+            actions=actions,
+        )
+
+    def _tags(self, spec: BotSpec) -> dict[str, str]:
+        return {
+            "Application": aws_contract.PROJECT,
+            "Environment": self.stack,
+            "Service": BOT_SERVICE_TAG,
+            "ManagedBy": MANAGED_BY,
+            "CostCenter": self.cost_center,
+            "Owner": self.owner,
+            STRATEGY_ID_TAG: spec.strategy_id,
+            TRADING_MODE_TAG: spec.mode,
+        }
+
+    def _sync_tags(self, name: str, current: dict[str, Any], wanted: dict[str, str]) -> None:
+        have = _tag_dict(current.get("tags"))
+        if have == wanted:
+            return
+        arn = current["serviceArn"]
+        stale = sorted(set(have) - set(wanted))
+        if stale:
+            self._call(name, "ecs", "untag_resource", resourceArn=arn, tagKeys=stale)
+        changed = {k: v for k, v in wanted.items() if have.get(k) != v}
+        if changed:
+            self._call(name, "ecs", "tag_resource", resourceArn=arn, tags=_tag_list(changed))
+
+    # --- secrets and calls ----------------------------------------------------------------------
+
+    def _secret_arn(self, spec: BotSpec) -> str:
+        """Full ARN of the spec's exchange secret (ECS needs it to address a JSON key); never its value."""
+        try:
+            return self._call(
+                spec.service_name, "secretsmanager", "describe_secret", SecretId=spec.exchange_secret
+            )["ARN"]
+        except BotServiceError as exc:
+            if _error_code(exc.__cause__) == "ResourceNotFoundException":
+                raise BotSpecError(
+                    f"bot {spec.strategy_id}: exchange secret {spec.exchange_secret!r} does not exist "
+                    f"in Secrets Manager ({self.region_name})"
+                ) from exc
+            raise
+
+    def _call(self, service_name: str, aws_service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One AWS call, retried with exponential backoff while throttled."""
+        from botocore.exceptions import ClientError
+
+        method = getattr(self.client(aws_service), operation)
+        attempt = 1
+        while True:
+            try:
+                return method(**kwargs)
+            except ClientError as exc:
+                code = _error_code(exc)
+                if code not in THROTTLING_CODES or attempt >= self.max_attempts:
+                    message = exc.response.get("Error", {}).get("Message", str(exc))
+                    raise BotServiceError(
+                        f"{aws_service} {operation} for service {service_name} in cluster "
+                        f"{self.cluster_name} failed ({code}, attempt {attempt} of {self.max_attempts}): "
+                        f"{message}"
+                    ) from exc
+                self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
+                attempt += 1
+
+
+def _error_code(exc: BaseException | None) -> str | None:
+    response = getattr(exc, "response", None)
+    return None if response is None else response.get("Error", {}).get("Code")
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in sorted(tags.items())]
+
+
+def _tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    # Tags under ``aws:`` belong to AWS itself: they can be neither set nor removed.
+    return {t["key"]: t["value"] for t in tags or [] if not t["key"].startswith("aws:")}
+
+
+def _network_key(network: dict[str, Any] | None) -> tuple:
+    vpc = (network or {}).get("awsvpcConfiguration", {})
+    return (
+        tuple(sorted(vpc.get("subnets", []))),
+        tuple(sorted(vpc.get("securityGroups", []))),
+        vpc.get("assignPublicIp", "DISABLED"),
+    )
+
+
+def _sorted_items(items: list[Any]) -> list[Any]:
+    """Environment, secrets and tags come back from ECS in any order: sort them by name or key."""
+
+    def key(item: Any) -> str:
+        return str(item.get("name", item.get("key", ""))) if isinstance(item, dict) else str(item)
+
+    return sorted(items, key=key)
+
+
+def _capacity_key(strategy: list[dict[str, Any]]) -> tuple:
+    return tuple(sorted((s["capacityProvider"], s.get("weight", 0), s.get("base", 0)) for s in strategy))
+
+
+def _normalised(wanted: Any, existing: Any) -> Any:
+    """``existing`` restricted to the fields ``wanted`` sets, lists of named items sorted.
+
+    ECS fills in defaults (empty port mappings, volumes, ``cpu: 0``...) and its own fields (ARN,
+    revision, status): only the fields the product sets decide whether a new revision is needed.
+    """
+    if isinstance(wanted, dict):
+        if not isinstance(existing, dict):
+            return existing
+        return {key: _normalised(value, existing.get(key)) for key, value in wanted.items()}
+    if isinstance(wanted, list):
+        if not isinstance(existing, list) or len(existing) != len(wanted):
+            return existing
+        return [_normalised(w, e) for w, e in zip(_sorted_items(wanted), _sorted_items(existing), strict=True)]
+    return existing
