@@ -10,6 +10,25 @@ from tests.market_data_support import INSTANCE_OVERRIDES
 pytest_plugins = ["tests.fakes.fixtures"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_homes(tmp_path_factory: pytest.TempPathFactory):
+    """The suite never reads or writes a developer's .tradai (make exports its paths to every target):
+    every home the product resolves from the environment points into a temporary directory."""
+    root = tmp_path_factory.mktemp("homes")
+    (root / "dagster").mkdir()
+    saved = {k: os.environ.get(k) for k in ("TRADAI_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "ARCTICDB_URI")}
+    os.environ.update(
+        TRADAI_HOME=str(root), DAGSTER_HOME=str(root / "dagster"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"
+    )
+    os.environ.pop("ARCTICDB_URI", None)
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def tradai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "tradai"
