@@ -70,6 +70,13 @@ class BacktestStore(ConfigurableResource):
         lib.write_pickle(f"{strategy}|stats", json.dumps(stats, sort_keys=True), metadata=lineage)
         return item.version
 
+    def latest_lineage(self, strategy: str) -> dict[str, Any] | None:
+        """The lineage of the strategy's latest backtest (None before the first one)."""
+        lib = self.arctic.library(BACKTEST_LIBRARY)
+        if not lib.has_symbol(f"{strategy}|trades"):
+            return None
+        return lib.read_metadata(f"{strategy}|trades").metadata
+
     def read_backtest(self, strategy: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, Any]]:
         """Trades, equity curve, statistics and lineage of the strategy's latest backtest."""
         lib = self.arctic.library(BACKTEST_LIBRARY)

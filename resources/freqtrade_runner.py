@@ -10,12 +10,14 @@ loading the code location stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
 import math
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.freqtrade_data import candle_file_stem
+from resources.tick_size import vectorised_tick_size
 
 
 class BacktestError(RuntimeError):
@@ -55,6 +58,30 @@ class BacktestOutcome:
     """The complete config Freqtrade ran with, as plain JSON values."""
 
 
+@dataclass
+class LookaheadFindings:
+    """What Freqtrade's lookahead-analysis found."""
+
+    analysed_trades: int
+    minimum_trades: int
+    false_entry_signals: int
+    false_exit_signals: int
+    biased_indicators: list[str]
+    has_bias: bool
+    inconclusive: bool
+    """Too few trades to judge (fewer than the config's ``minimum_trade_amount``)."""
+
+
+@dataclass
+class RecursionFindings:
+    """What Freqtrade's recursive-analysis found."""
+
+    strategy_startup_candles: int
+    differences: dict[str, dict[int, float]]
+    """Indicator -> startup candle count -> relative difference of its last value from the value
+    computed on all candles (NaN where one side is zero or not a number)."""
+
+
 def json_safe(value: Any) -> Any:
     """Freqtrade's results hold Timestamps, tuples, Paths, enums and NaN: make them plain JSON."""
     if isinstance(value, dict):
@@ -76,13 +103,33 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def offline_exchange(config: dict[str, Any], markets: dict[str, Any], leverage_tiers: dict[str, list]):
-    """An instance of the exchange class Freqtrade would pick for ``config``, fed from a snapshot."""
+def exchange_class(config: dict[str, Any]) -> type:
+    """The exchange class Freqtrade picks for the config."""
     import freqtrade.exchange as exchanges
     from freqtrade.exchange import MAP_EXCHANGE_CHILDCLASS
 
     name = config["exchange"]["name"]
-    base = getattr(exchanges, MAP_EXCHANGE_CHILDCLASS.get(name, name).title(), exchanges.Exchange)
+    return getattr(exchanges, MAP_EXCHANGE_CHILDCLASS.get(name, name).title(), exchanges.Exchange)
+
+
+@dataclass(frozen=True)
+class FuturesSeries:
+    """Where Freqtrade's futures backtest reads funding rates and mark prices (its ``_ft_has`` options)."""
+
+    funding_timeframe: str
+    mark_timeframe: str
+    mark_candle_type: str
+
+
+def futures_series(config: dict[str, Any]) -> FuturesSeries:
+    options = exchange_class(config).combine_ft_has(include_futures=True)
+    options.update(config["exchange"].get("_ft_has_params", {}))
+    return FuturesSeries(options["funding_fee_timeframe"], options["mark_ohlcv_timeframe"], options["mark_ohlcv_price"])
+
+
+def offline_exchange(config: dict[str, Any], markets: dict[str, Any], leverage_tiers: dict[str, list]):
+    """An instance of the exchange class Freqtrade would pick for ``config``, fed from a snapshot."""
+    base = exchange_class(config)
 
     class OfflineExchange(base):
         async def _api_reload_markets(self, reload: bool = False) -> None:
@@ -137,14 +184,17 @@ class FreqtradeRunner(ConfigurableResource):
         default=None,
         description="Where per-run temporary data directories go (the system's temp dir by default).",
     )
+    vectorised_tick_size: bool = Field(
+        default=True,
+        description="Compute Freqtrade's per-month price precision arithmetically (identical result, "
+        "about half of a long backtest saved) instead of printing every price.",
+    )
 
-    def run(self, request: BacktestRequest) -> BacktestOutcome:
-        from freqtrade.commands.optimize_commands import setup_optimize_configuration
-        from freqtrade.enums import RunMode
-        from freqtrade.optimize.backtesting import Backtesting
-
-        # Each run has its own directory: parallel backtests never share files.
-        root = Path(tempfile.mkdtemp(prefix=f"backtest-{request.strategy_name}-", dir=self.workdir))
+    @contextlib.contextmanager
+    def _engine_files(self, request: BacktestRequest, purpose: str) -> Iterator[Path]:
+        """A per-run directory with the strategy, the candles as a feather data directory and a
+        config file; removed afterwards. Parallel runs never share files."""
+        root = Path(tempfile.mkdtemp(prefix=f"{purpose}-{request.strategy_name}-", dir=self.workdir))
         try:
             strategy_dir = root / "strategies"
             strategy_dir.mkdir()
@@ -153,7 +203,6 @@ class FreqtradeRunner(ConfigurableResource):
             import_strategy_file(strategy_copy, request.strategy_name)
             # Freqtrade's default layout: <user_data_dir>/data/<exchange>/
             write_feather_datadir(root / "data" / request.config["exchange"]["name"], request.candles)
-
             config_file = root / "config.json"
             config_file.write_text(json.dumps(
                 {
@@ -167,13 +216,24 @@ class FreqtradeRunner(ConfigurableResource):
                 },
                 indent=2,
             ))
+            yield config_file
+        finally:
+            shutil.rmtree(root)
+
+    def run(self, request: BacktestRequest) -> BacktestOutcome:
+        from freqtrade.commands.optimize_commands import setup_optimize_configuration
+        from freqtrade.enums import RunMode
+        from freqtrade.optimize.backtesting import Backtesting
+
+        with self._engine_files(request, "backtest") as config_file:
             try:
                 config = setup_optimize_configuration({"config": [str(config_file)]}, RunMode.BACKTEST)
                 engine_config = json_safe(config)
                 exchange = offline_exchange(config, request.markets, request.leverage_tiers)
                 try:
-                    backtesting = Backtesting(config, exchange=exchange)
-                    backtesting.start()
+                    with vectorised_tick_size(self.vectorised_tick_size):
+                        backtesting = Backtesting(config, exchange=exchange)
+                        backtesting.start()
                 finally:
                     Backtesting.cleanup()
                     exchange.close()
@@ -191,5 +251,61 @@ class FreqtradeRunner(ConfigurableResource):
                 wallet=content["wallet_summary"],
                 engine_config=engine_config,
             )
-        finally:
-            shutil.rmtree(root)
+
+    def analyse_lookahead(self, request: BacktestRequest) -> LookaheadFindings:
+        """Freqtrade's ``lookahead-analysis`` of the strategy on the request's candles, offline: it
+        re-runs the backtest cut off at each trade's entry and exit and compares signals and
+        indicators with the full run."""
+        from freqtrade.optimize.analysis.lookahead import LookaheadAnalysis
+        from freqtrade.optimize.analysis.lookahead_helpers import LookaheadAnalysisSubFunctions
+
+        analysis = self._analyse(request, "lookahead", LookaheadAnalysisSubFunctions.calculate_config_overrides, LookaheadAnalysis)
+        found = analysis.current_analysis
+        return LookaheadFindings(
+            analysed_trades=found.total_signals,
+            minimum_trades=int(analysis.local_config["minimum_trade_amount"]),
+            false_entry_signals=found.false_entry_signals,
+            false_exit_signals=found.false_exit_signals,
+            biased_indicators=list(found.false_indicators),
+            has_bias=found.has_bias,
+            inconclusive=analysis.failed_bias_check,
+        )
+
+    def analyse_recursion(self, request: BacktestRequest) -> RecursionFindings:
+        """Freqtrade's ``recursive-analysis``: the indicators whose last value depends on how many
+        startup candles precede it."""
+        from freqtrade.optimize.analysis.recursive import RecursiveAnalysis
+        from freqtrade.optimize.analysis.recursive_helpers import RecursiveAnalysisSubFunctions
+
+        analysis = self._analyse(request, "recursive", RecursiveAnalysisSubFunctions.calculate_config_overrides, RecursiveAnalysis)
+        return RecursionFindings(
+            strategy_startup_candles=int(analysis._strat_scc or 0),
+            differences={name: {int(k): float(v) for k, v in values.items()} for name, values in analysis.dict_recursive.items()},
+        )
+
+    def _analyse(self, request: BacktestRequest, purpose: str, overrides, analysis_class):
+        from freqtrade.configuration import setup_utils_configuration
+        from freqtrade.enums import RunMode
+        from freqtrade.optimize.backtesting import Backtesting
+        from freqtrade.util import get_progress_tracker
+
+        with self._engine_files(request, purpose) as config_file:
+            try:
+                # As Freqtrade's CLI sets the analyses up (commands/optimize_commands.py).
+                config = overrides(setup_utils_configuration({"config": [str(config_file)]}, RunMode.UTIL_NO_EXCHANGE))
+                strategy = {"name": request.strategy_name, "location": Path(config["strategy_path"]) / request.strategy_file.name}
+                analysis = analysis_class(config, strategy)
+                # The analysis builds its backtests on this exchange instead of a live one.
+                analysis.exchange = offline_exchange(config, request.markets, request.leverage_tiers)
+                try:
+                    with vectorised_tick_size(self.vectorised_tick_size), get_progress_tracker() as progress:
+                        analysis.start(progress)
+                finally:
+                    Backtesting.cleanup()
+                    analysis.exchange.close()
+            except Exception as exc:  # Freqtrade's and the strategy's own errors, re-raised with context
+                raise BacktestError(
+                    f"{purpose} analysis of {request.strategy_name} ({request.strategy_file}) failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        return analysis

@@ -73,7 +73,7 @@ class MlflowTracker(ConfigurableResource):
         artifact_dir: Path,
     ) -> str:
         """One finished run with everything in it; returns its id."""
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         client = self._client()
         run = client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags)

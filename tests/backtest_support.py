@@ -31,6 +31,14 @@ def spot_sample_entry() -> dict[str, Any]:
     }
 
 
+def futures_sample_entry() -> dict[str, Any]:
+    return {
+        "exchange": "binance", "market_type": "futures", "pairs": ["XRP/USDT:USDT"], "timeframes": ["5m", "1h"],
+        "mark_timeframes": ["1h", "8h"], "funding_timeframes": ["8h"], "start": "2021-11-15", "end": "2021-12-19",
+        "import_dir": str(SAMPLE_DATA), "markets_file": str(SAMPLE / "markets" / "binance-futures.json"),
+    }
+
+
 def copy_strategies(destination: Path, *names: str) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -41,18 +49,19 @@ def copy_strategies(destination: Path, *names: str) -> Path:
 class BacktestLocation:
     """Market data for the spot sample plus the strategies of one directory, against local stores."""
 
-    def __init__(self, root: Path, strategies: Path):
+    def __init__(self, root: Path, strategies: Path, futures: bool = False, mlflow: MlflowTracker | None = None):
         self.root = root
-        entries = write_universe(root / "universe.yaml", [spot_sample_entry()])
+        entries = write_universe(root / "universe.yaml", [spot_sample_entry()] + ([futures_sample_entry()] if futures else []))
         self.entry = entries[0]
+        self.futures_entry = entries[1] if futures else None
         self.arctic = ArcticStore(uri=f"lmdb://{root / 'arctic'}")
         self.store = BacktestStore(arctic=self.arctic)
-        self.mlflow = MlflowTracker(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "mlartifacts"))
+        self.mlflow = mlflow or MlflowTracker(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "mlartifacts"))
         self.strategies = build_strategies(strategies, entries)
         market_data = build_market_data(entries, schedules_running=False)
         self.defs = dg.Definitions(
             assets=market_data.assets + self.strategies.assets,
-            asset_checks=market_data.checks,
+            asset_checks=market_data.checks + self.strategies.checks,
             # A named asset job: the implicit one cannot be rebuilt in another process.
             jobs=self.strategies.jobs + [dg.define_asset_job(ASSETS_JOB)],
             resources={
@@ -72,6 +81,17 @@ class BacktestLocation:
         result = self.job.execute_in_process(
             instance=instance, asset_selection=[ohlcv_key(self.entry)],
             tags={ASSET_PARTITION_RANGE_START_TAG: "2018-01-10", ASSET_PARTITION_RANGE_END_TAG: "2018-01-30"},
+        )
+        assert result.success
+
+    def load_futures_sample(self, instance: dg.DagsterInstance) -> None:
+        from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+        assert self.futures_entry is not None, "built without futures=True"
+        assert self.job.execute_in_process(instance=instance, asset_selection=[markets_key(self.futures_entry)]).success
+        result = self.job.execute_in_process(
+            instance=instance, asset_selection=[ohlcv_key(self.futures_entry)],
+            tags={ASSET_PARTITION_RANGE_START_TAG: "2021-11-15", ASSET_PARTITION_RANGE_END_TAG: "2021-12-18"},
         )
         assert result.success
 

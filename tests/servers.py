@@ -79,3 +79,37 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(port)
     finally:
         stop(process)
+
+
+class MlflowServer:
+    def __init__(self, root: Path, port: int, process: subprocess.Popen):
+        self.root, self.process = root, process
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        try:
+            wait_http(f"{self.url}/health", self.process, timeout=timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}; server log:\n{(self.root / 'mlflow-server.log').read_text()[-3000:]}") from exc
+
+
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on SQLite in ``root``, serving artifacts itself (as in AWS).
+
+    It takes 15-30 s to answer: callers do other work before ``wait_ready()``."""
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    log = (root / "mlflow-server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        yield MlflowServer(root, port, process)
+    finally:
+        stop(process)
+        log.close()

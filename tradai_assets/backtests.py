@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore, candle_symbol, parse_candle_symbol
 from resources.freqtrade_runner import BacktestOutcome, BacktestRequest, FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
 from tradai_assets.candles import timeframe_delta
@@ -137,6 +138,100 @@ def _stake_warnings(config: dict[str, Any], markets: dict[str, Any], candles: di
     return out
 
 
+def _timerange_bounds(timerange: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start, _, stop = timerange.partition("-")
+    return pd.Timestamp(start, tz="UTC"), pd.Timestamp(stop, tz="UTC")
+
+
+def funding_interval(pair: str, rates: pd.DataFrame) -> pd.Timedelta:
+    """The exchange's funding interval: the most common spacing of its published rates."""
+    spacing = pd.Series(rates.index).diff().dropna()
+    if spacing.empty:
+        raise BacktestInputError(f"{pair}: a single stored funding rate tells no funding interval")
+    return spacing.mode().iloc[0]
+
+
+def _describe_times(times: pd.DatetimeIndex, limit: int = 4) -> str:
+    shown = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in times[:limit])
+    return f"{len(times)} funding time(s) from {times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC ({shown}{', ...' if len(times) > limit else ''})"
+
+
+def futures_candles(
+    config: dict[str, Any],
+    pairs: list[str],
+    stored: list[str],
+    read,
+    window: tuple[pd.Timestamp, pd.Timestamp],
+) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """Funding rates and mark candles in the series Freqtrade's futures backtest reads, or a
+    BacktestInputError naming every funding time in ``window`` that lacks a rate or a mark price.
+
+    Freqtrade charges funding at each row of the inner join of its funding-rate and mark series (at
+    the exchange's ``funding_fee_timeframe``/``mark_ohlcv_timeframe``, 1h on Binance) and charges
+    nothing where either lacks a row. Rates are stored as published (every 8h on Binance in 2021):
+    they are handed over under Freqtrade's funding timeframe with rows only at the published times,
+    never filled in between, so funding is charged exactly when and as the exchange charged it. The
+    mark price at a funding time is the open of the stored mark candle at Freqtrade's mark timeframe;
+    where that candle is missing, the open of a coarser stored mark candle starting at that time
+    (the same instant's price), as a zero-range candle.
+    """
+    from resources.freqtrade_runner import futures_series
+
+    series = futures_series(config)
+    funding_step = timeframe_delta(series.funding_timeframe)
+    out: dict[tuple[str, str, str], pd.DataFrame] = {}
+    problems: list[str] = []
+    for pair in pairs:
+        mine = [parse_candle_symbol(s) for s in stored if parse_candle_symbol(s)[0] == pair]
+        funding_frames = [read(candle_symbol(pair, tf, ct)) for _, tf, ct in mine if ct == "funding_rate"]
+        funding_frames = [f for f in funding_frames if f is not None and not f.empty]
+        if not funding_frames:
+            problems.append(f"{pair}: no funding rates stored (ohlcv/{config['exchange']['name']}/futures has no {pair}|<timeframe>|funding_rate)")
+            continue
+        rates = pd.concat(funding_frames).sort_index()
+        rates = rates[~rates.index.duplicated(keep="last")]
+        rates.index = rates.index.floor(funding_step)
+        interval = funding_interval(pair, rates)
+
+        mark_timeframes = sorted(
+            (tf for _, tf, ct in mine if ct == series.mark_candle_type), key=timeframe_delta
+        )
+        parts: list[pd.DataFrame] = []
+        covered = pd.DatetimeIndex([], tz="UTC")
+        for tf in mark_timeframes:  # finest first: Freqtrade's own timeframe wins where both exist
+            frame = read(candle_symbol(pair, tf, series.mark_candle_type))
+            if frame is None or frame.empty or timeframe_delta(tf) < timeframe_delta(series.mark_timeframe):
+                continue
+            frame = frame[~frame.index.isin(covered)]
+            if tf != series.mark_timeframe:
+                frame = frame[["open"]].assign(high=frame["open"], low=frame["open"], close=frame["open"], volume=float("nan"))
+            parts.append(frame)
+            covered = covered.union(frame.index)
+        marks = (pd.concat(parts) if parts else pd.DataFrame(
+            columns=["open", "high", "low", "close", "volume"], dtype="float64", index=pd.DatetimeIndex([], tz="UTC", name="date")
+        )).sort_index()
+
+        first = window[0].ceil(interval)
+        due = pd.date_range(first, window[1], freq=interval, inclusive="left")
+        no_rate = due[~due.isin(rates.index)]
+        no_mark = due[~due.isin(marks.index)]
+        if len(no_rate):
+            problems.append(f"{pair}: funding rates missing at {_describe_times(no_rate)}")
+        if len(no_mark):
+            problems.append(
+                f"{pair}: {series.mark_candle_type} candles ({series.mark_timeframe}) missing at {_describe_times(no_mark)}"
+            )
+        out[(pair, series.funding_timeframe, "funding_rate")] = rates
+        out[(pair, series.mark_timeframe, series.mark_candle_type)] = marks
+    if problems:
+        raise BacktestInputError(
+            "futures backtest needs a funding rate and a mark price at every funding time of "
+            f"{window[0]:%Y-%m-%d %H:%M} to {window[1]:%Y-%m-%d %H:%M} UTC (Freqtrade would silently charge no funding): "
+            + "; ".join(problems)
+        )
+    return out
+
+
 def plan_backtest(
     arctic: ArcticStore,
     strategy: str,
@@ -150,8 +245,6 @@ def plan_backtest(
     """Pin every input; with hashes and versions given (a reproduction), exactly those."""
     exchange = config["exchange"]["name"]
     mtype = market_type(config)
-    if mtype != "spot":
-        raise BacktestInputError(f"{strategy}: trading_mode {config.get('trading_mode')!r}: only spot backtests run offline so far")
     timeframe = config["timeframe"]
     pairs = list(config["exchange"]["pair_whitelist"])
     if not pairs:
@@ -174,23 +267,30 @@ def plan_backtest(
     step = timeframe_delta(timeframe)
     candles: dict[tuple[str, str, str], pd.DataFrame] = {}
     versions: dict[str, int] = {}
-    for pair in pairs:
-        symbol = candle_symbol(pair, timeframe, mtype)
-        if data_versions is None:
-            version = arctic.candle_version(exchange, mtype, symbol)
-        else:
-            version = data_versions.get(symbol)
+
+    def read(symbol: str) -> pd.DataFrame | None:
+        """A stored series at the version the plan pins (the newest one unless reproducing)."""
+        version = arctic.candle_version(exchange, mtype, symbol) if data_versions is None else data_versions.get(symbol)
         frame = None if version is None else arctic.read_candles(exchange, mtype, symbol, as_of=version)
+        if frame is not None:
+            versions[symbol] = version
+        return frame
+
+    for pair in pairs:
+        frame = read(candle_symbol(pair, timeframe, mtype))
         if frame is None or frame.empty:
             raise BacktestInputError(f"no stored {timeframe} candles for {pair} in ohlcv/{exchange}/{mtype}")
         candles[(pair, timeframe, mtype)] = frame
-        versions[symbol] = version
 
     spans = [_span(f, step) for f in candles.values()]
     first, end = min(s[0] for s in spans), max(s[1] for s in spans)
     timerange = resolve_timerange(
         config.get("timerange", TIMERANGE_ALL), first, end, f"stored {exchange} {mtype} {timeframe} candles of {len(pairs)} pairs"
     )
+    if mtype == "futures":
+        stored = arctic.candle_symbols(exchange, mtype) if data_versions is None else sorted(data_versions)
+        window = (max(first, _timerange_bounds(timerange)[0]), min(end, _timerange_bounds(timerange)[1]))
+        candles.update(futures_candles(config, pairs, stored, read, window))
     engine_config = {**config, "timerange": timerange}
     warnings = _stake_warnings(config, markets, {p: candles[(p, timeframe, mtype)] for p in pairs}, pairs)
     request = BacktestRequest(
@@ -222,6 +322,22 @@ def equity_curve(wallet: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+PLOT_POINTS = 2000
+
+
+def plotted_points(equity: pd.DataFrame, points: int = PLOT_POINTS) -> pd.DataFrame:
+    """At most about ``2 * points`` rows of the curve for an 800-pixel plot: the lowest and highest
+    value of each stretch of candles, so every peak and trough still shows (drawing all 100k+ candles
+    of a year of 5m takes over a second)."""
+    if len(equity) <= 2 * points:
+        return equity
+    stretch = np.arange(len(equity)) // -(-len(equity) // points)
+    values = equity["equity"].to_numpy()
+    grouped = pd.Series(values).groupby(stretch)
+    keep = np.union1d(grouped.idxmin().to_numpy(), grouped.idxmax().to_numpy())
+    return equity.iloc[keep]
+
+
 def equity_png(equity: pd.DataFrame, title: str) -> bytes:
     import matplotlib
 
@@ -231,7 +347,8 @@ def equity_png(equity: pd.DataFrame, title: str) -> bytes:
     figure = Figure(figsize=(8, 3), dpi=100)
     axes = figure.subplots()
     if not equity.empty:
-        axes.plot(equity.index, equity["equity"], linewidth=1)
+        shown = plotted_points(equity)
+        axes.plot(shown.index, shown["equity"], linewidth=1)
     axes.set_title(title)
     axes.set_ylabel("equity")
     axes.grid(alpha=0.3)
@@ -265,7 +382,17 @@ def run_and_record(
     tags: dict[str, str],
 ) -> RecordedBacktest:
     """Run the plan, then log one MLflow run with lineage, metrics and artifacts."""
-    outcome = runner.run(plan.request)
+    return record_backtest(plan, runner.run(plan.request), tracker, kind, tags)
+
+
+def record_backtest(
+    plan: BacktestPlan,
+    outcome: BacktestOutcome,
+    tracker: MlflowTracker,
+    kind: str,
+    tags: dict[str, str],
+) -> RecordedBacktest:
+    """Equity curve, trades digest and plot of a finished backtest, logged as one MLflow run."""
     equity = equity_curve(outcome.wallet)
     digest = trades_hash(outcome.trades)
     png = equity_png(equity, f"{plan.strategy} {plan.timerange}")

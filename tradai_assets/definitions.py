@@ -43,7 +43,7 @@ def build_definitions() -> dg.Definitions:
     strategies = build_strategies(entries=universe.markets)
     return dg.Definitions(
         assets=market_data.assets + strategies.assets,
-        asset_checks=market_data.checks,
+        asset_checks=market_data.checks + strategies.checks,
         jobs=market_data.jobs + strategies.jobs,
         schedules=market_data.schedules,
         resources=build_resources(env),

@@ -1,5 +1,6 @@
 """Strategies as assets: ``strategies/<Name>/config`` and ``strategies/<Name>/backtest`` for every
-Freqtrade strategy class in ``strategies/*.py``, the ad-hoc backtest job and the reproduce job.
+Freqtrade strategy class in ``strategies/*.py`` (with bias checks for those that opt in), the ad-hoc
+backtest job and the reproduce job.
 
 Discovery reads the files without importing them (see ``strategy_discovery``): a broken strategy
 fails its own assets, naming the file and the reason; the code location and the other strategies
@@ -23,6 +24,7 @@ from resources.freqtrade_runner import BacktestError, FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
 from tradai_assets import settings
 from tradai_assets.backtests import BacktestInputError, plan_backtest, result_metadata, run_and_record
+from tradai_assets.bias_checks import build_bias_checks
 from tradai_assets.market_data import content_hash
 from tradai_assets.strategy_config import (
     BASE_CONFIG_PATH,
@@ -200,6 +202,7 @@ class ReproduceConfig(dg.Config):
 class StrategyDefinitions:
     specs: list[StrategySpec]
     assets: list[dg.AssetsDefinition]
+    checks: list[dg.AssetChecksDefinition]
     jobs: list[dg.JobDefinition]
 
 
@@ -290,8 +293,9 @@ def build_strategies(
     specs = discover_strategies(directory or strategies_dir())
     base = load_base_config(base_path)
     by_market = {(e.exchange, e.market_type): e for e in entries or []}
-    assets = []
+    assets, checks = [], []
     for spec in specs:
         assets += [build_config_asset(spec, base_path, by_market), build_backtest_asset(spec, base)]
+        checks += build_bias_checks(spec, backtest_key(spec.name))
     by_name = {s.name: s for s in specs}
-    return StrategyDefinitions(specs, assets, [build_adhoc_job(by_name, base_path), build_reproduce_job()])
+    return StrategyDefinitions(specs, assets, checks, [build_adhoc_job(by_name, base_path), build_reproduce_job()])

@@ -4,7 +4,7 @@ Importing Freqtrade costs about 10 s, and a strategy file may not import at all:
 reads each file's syntax tree instead. A class is a strategy when it derives from ``IStrategy``
 (directly, or through another strategy class in the same file). Its optional metadata are plain
 class attributes with literal values (``category``, ``pairs``, ``description``, ``config_overrides``,
-Freqtrade's own ``timeframe``) and Freqtrade's ``version()`` method returning a literal; the class
+``bias_checks``, Freqtrade's own ``timeframe``) and Freqtrade's ``version()`` method returning a literal; the class
 docstring is the description when there is no ``description``. A file that cannot be parsed still
 yields a strategy (named after the file) whose assets fail with the reason.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METADATA_ATTRIBUTES = ("timeframe", "category", "pairs", "description", "config_overrides", "can_short")
+METADATA_ATTRIBUTES = ("timeframe", "category", "pairs", "description", "config_overrides", "can_short", "bias_checks")
 
 
 @dataclass
@@ -30,6 +30,8 @@ class StrategySpec:
     pairs: list[str] | None = None
     description: str | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    bias_checks: bool = False
+    """Run Freqtrade's lookahead- and recursive-analysis as checks of the backtest (slow: opt-in)."""
     problem: str | None = None
     """Why this strategy cannot run (syntax error, a non-literal metadata value ...), naming the file."""
 
@@ -39,6 +41,8 @@ class StrategySpec:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.bias_checks:
+            out["bias_checks"] = True
         if self.problem:
             out["problem"] = self.problem
         return out
@@ -100,6 +104,11 @@ def _spec(name: str, path: Path, values: dict[str, Any], problems: list[str]) ->
             spec.config_overrides = values["config_overrides"]
         else:
             problems.append(f"{path}: {name}.config_overrides must be a dict")
+    if "bias_checks" in values:
+        if isinstance(values["bias_checks"], bool):
+            spec.bias_checks = values["bias_checks"]
+        else:
+            problems.append(f"{path}: {name}.bias_checks must be True or False, got {values['bias_checks']!r}")
     spec.problem = "; ".join(problems) or None
     return spec
 
