@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 import threading
 
 import pytest
@@ -113,15 +114,21 @@ def test_oversized_streamed_body_is_refused_while_reading(stores):
     try:
         while not server.started:
             threading.Event().wait(0.05)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        chunks = (b'{"strategy": "SampleStrategy", "overrides": {"x": "' + b"y" * 512 for _ in range(4))
-        connection.request("POST", BACKTESTS, body=chunks, encode_chunked=True,
-                           headers={**bearer(hs256_token()), "Content-Type": "application/json"})
-        response = connection.getresponse()
-        assert response.status == 413
-        assert "over 1024 bytes" in json.loads(response.read())["detail"]
-        assert response.getheader("Content-Length") is not None
-        connection.close()
+        # The whole chunked request goes out in one write: the server answers 413 and closes as soon
+        # as it has read past the limit, and a client still writing then would only see a broken pipe.
+        chunks = [b'{"strategy": "SampleStrategy", "overrides": {"x": "' + b"y" * 512 for _ in range(4)]
+        headers = {**bearer(hs256_token()), "Content-Type": "application/json", "Transfer-Encoding": "chunked",
+                   "Host": f"127.0.0.1:{port}"}
+        request = f"POST {BACKTESTS} HTTP/1.1\r\n".encode() + b"".join(
+            f"{name}: {value}\r\n".encode() for name, value in headers.items()
+        ) + b"\r\n" + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(request)
+            response = http.client.HTTPResponse(raw)
+            response.begin()
+            assert response.status == 413
+            assert "over 1024 bytes" in json.loads(response.read())["detail"]
+            assert response.getheader("Content-Length") is not None
         # Bodies under the limit still reach the application whole.
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         small = (part for part in (b'{"strategy": ', b'"Nope"}'))
