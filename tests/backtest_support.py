@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from resources.arctic import ArcticStore
 from resources.backtest_store import BacktestStore
@@ -143,6 +144,16 @@ def block_network(monkeypatch) -> list[Any]:
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket, "create_connection", guarded_create_connection)
     return refused
+
+
+def backtest_offline(location, strategy: str, instance: dg.DagsterInstance):
+    """A strategy's config and backtest materialised with the network blocked; fails if anything
+    tried to leave the machine. The run's success is the caller's to judge (a blocking check may fail it)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        refused = block_network(monkeypatch)
+        result = location.backtest(strategy, instance)
+    assert refused == [], f"the backtest of {strategy} tried to reach {refused}"
+    return result
 
 
 def location_job(root: str) -> dg.JobDefinition:

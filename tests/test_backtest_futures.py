@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from tests.backtest_support import BacktestLocation, block_network, copy_strategies
+from tests.backtest_support import BacktestLocation, backtest_offline, copy_strategies
 from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
 from tradai_assets.strategies import backtest_key
 
@@ -31,11 +31,8 @@ def location(tmp_path_factory, instance):
 
 @pytest.fixture(scope="module")
 def futures_run(location, instance):
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        refused = block_network(monkeypatch)
-        result = location.backtest("EmaCrossFutures", instance)
+    result = backtest_offline(location, "EmaCrossFutures", instance)
     assert result.success, failure_message(result)
-    assert refused == []
     return result
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from tests.backtest_support import BacktestLocation, block_network, copy_strategies
+from tests.backtest_support import BacktestLocation, backtest_offline, copy_strategies
 from tests.market_data_support import INSTANCE_OVERRIDES, SAMPLE_DATA, SPOT_PAIRS, failure_message, materialization_metadata
 from tradai_assets.strategies import backtest_key, config_key
 
@@ -32,11 +32,8 @@ def location(tmp_path_factory, instance):
 @pytest.fixture(scope="module")
 def sample_run(location, instance):
     """SampleStrategy's config and backtest, materialised once with the network blocked."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        refused = block_network(monkeypatch)
-        result = location.backtest("SampleStrategy", instance)
+    result = backtest_offline(location, "SampleStrategy", instance)
     assert result.success, failure_message(result)
-    assert refused == []
     return result
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.backtest_support import BacktestLocation, block_network, copy_strategies
+from tests.backtest_support import BacktestLocation, backtest_offline, copy_strategies
 from tests.market_data_support import INSTANCE_OVERRIDES, check_results, failure_message
 from tradai_assets.definitions import build_definitions
 from tradai_assets.strategies import backtest_key
@@ -46,10 +46,7 @@ def location(tmp_path_factory, instance):
 
 
 def backtest_with_checks(location, instance, name):
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        refused = block_network(monkeypatch)
-        result = location.backtest(name, instance)
-    assert refused == []
+    result = backtest_offline(location, name, instance)
     assert [m for m in result.get_asset_materialization_events() if m.asset_key == backtest_key(name)]
     return result, check_results(result)
 
