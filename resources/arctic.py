@@ -4,17 +4,24 @@ One library per exchange and market type (``ohlcv.binance.spot``), one symbol pe
 candle type (``ETH/BTC|5m|spot``). Market snapshots live in the ``markets`` library, one symbol per
 exchange and market type, one version per distinct content hash.
 
-ArcticDB keeps the last writer's data when two processes write a symbol at once, so callers must
-serialise writes per library: the OHLCV assets do it with a Dagster pool.
+ArcticDB does not support two processes writing one symbol at once (a write can fail with
+``E_NON_INCREASING_INDEX_VERSION`` or the last writer's data wins), so writers of a candle library
+take ``candle_writer``: the OHLCV assets and the demo jobs hold it around their read-merge-write, on
+top of the Dagster pool of the library. On LMDB it is a file lock, which also holds where the pool
+cannot (Dagster's SQLite storage claims pool slots without a transaction, so two processes can both
+win the one slot); on S3 the pool is the guard, backed by the PostgreSQL instance of the cloud setup.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 from dagster import ConfigurableResource
@@ -26,11 +33,22 @@ MARKETS_LIBRARY = "markets"
 @functools.cache
 def _connect(uri: str):
     import arcticdb  # imported on first use: loading the code location stays fast
+    from arcticdb.config import set_config_int
+
+    # ArcticDB caches each symbol's version list for a while (about 2 s): a process reading a symbol
+    # right after another process wrote it would see the old version, and a read-merge-write would
+    # drop that write. Always read the current version.
+    set_config_int("VersionMap.ReloadInterval", 0)
 
     # LMDB refuses a second open of the same environment in one process: share one handle per URI.
-    if uri.startswith("lmdb://"):
-        Path(uri.removeprefix("lmdb://").split("?")[0]).mkdir(parents=True, exist_ok=True)
+    root = _lmdb_root(uri)
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
     return arcticdb.Arctic(uri)
+
+
+def _lmdb_root(uri: str) -> Path | None:
+    return Path(uri.removeprefix("lmdb://").split("?")[0]) if uri.startswith("lmdb://") else None
 
 
 def candle_library_name(exchange: str, market_type: str) -> str:
@@ -73,6 +91,33 @@ class ArcticStore(ConfigurableResource):
         return self.arctic.get_library(name, create_if_missing=True)
 
     # Candles ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def candle_writer(
+        self, exchange: str, market_type: str, on_wait: Callable[[str], None] | None = None
+    ) -> Iterator[None]:
+        """Hold the one writer slot of a candle library for the block (blocking; ``on_wait`` is told once)."""
+        root = _lmdb_root(self.uri)
+        if root is None:
+            yield  # S3: the library's Dagster pool on the PostgreSQL instance serialises writers
+            return
+        locks = root / ".writer-locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        name = candle_library_name(exchange, market_type)
+        with open(locks / f"{name}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(f"waiting for another writer of {name} to finish")
+                started = time.monotonic()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                if on_wait is not None:
+                    on_wait(f"got the writer lock of {name} after {time.monotonic() - started:.1f} s")
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def candle_symbols(self, exchange: str, market_type: str) -> list[str]:
         name = candle_library_name(exchange, market_type)

@@ -1,16 +1,20 @@
-"""Several processes backfilling one library at once: every candle ends up stored, because the
-shipped instance config lets one writer at a time into a library's pool."""
+"""Several processes writing one library at once: every candle ends up stored, because writers of a
+candle library hold its writer lock (a file lock on LMDB) around their read-merge-write, on top of
+the library's Dagster pool."""
 
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 import numpy as np
 import pandas as pd
+import pytest
 
 from resources.arctic import ArcticStore, candle_symbol
 from tests.market_data_support import REPO, write_universe
@@ -67,22 +71,64 @@ def test_parallel_backfills_of_one_library_lose_no_candle(tmp_path):
         stored = arctic.read_candles("binance", "spot", candle_symbol(pair, "1m", "spot"))
         pd.testing.assert_frame_equal(stored, expected, check_freq=False, check_names=False)
 
-    # The runs overlapped in time, but their writing steps did not.
+    # The runs overlapped in time (so the writers really raced), and each run stored its candles.
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        runs, steps = [], []
+        runs = []
         for out, _ in outputs:
             run_id = out.strip().splitlines()[-1]
-            records = instance.get_records_for_run(run_id).records
-            times = {}
-            for record in records:
-                event = record.event_log_entry.dagster_event
-                if event is not None and event.step_key and event.step_key.startswith("ohlcv"):
-                    times.setdefault(event.event_type_value, record.event_log_entry.timestamp)
-            steps.append((times["STEP_START"], times["STEP_SUCCESS"]))
             stats = instance.get_run_stats(run_id)
             runs.append((stats.start_time, stats.end_time))
     runs.sort()
     assert any(later[0] < earlier[1] for earlier, later in zip(runs, runs[1:])), "runs never overlapped"
-    steps.sort()
-    for earlier, later in zip(steps, steps[1:]):
-        assert later[0] >= earlier[1], f"two writers at once: {earlier} and {later}"
+
+
+def _increment(uri: str, rounds: int, log: str) -> None:
+    """Read-modify-write of one counter symbol under the writer lock, recording when it held it."""
+    arctic = ArcticStore(uri=uri)
+    lib = arctic.library("ohlcv.binance.spot")
+    for _ in range(rounds):
+        with arctic.candle_writer("binance", "spot"):
+            entered = time.time()
+            value = int(lib.read("counter").data["n"].iloc[0])
+            time.sleep(0.01)  # widen the window a lost update would need
+            lib.write("counter", pd.DataFrame({"n": [value + 1]}))
+            left = time.time()
+        with open(log, "a") as handle:
+            handle.write(f"{entered} {left}\n")
+
+
+def test_writer_lock_serialises_processes(tmp_path):
+    uri = f"lmdb://{tmp_path / 'arctic'}"
+    ArcticStore(uri=uri).library("ohlcv.binance.spot").write("counter", pd.DataFrame({"n": [0]}))
+    log = tmp_path / "held.txt"
+    workers, rounds = 4, 10
+    context = multiprocessing.get_context("spawn")  # fresh processes, each with its own LMDB handle
+    processes = [context.Process(target=_increment, args=(uri, rounds, str(log))) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+
+    counter = ArcticStore(uri=uri).library("ohlcv.binance.spot").read("counter").data
+    assert int(counter["n"].iloc[0]) == workers * rounds  # no update lost
+    held = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    assert len(held) == workers * rounds
+    for earlier, later in zip(held, held[1:]):
+        assert later[0] >= earlier[1], f"two holders at once: {earlier} and {later}"
+
+
+def test_writer_lock_is_released_when_the_block_fails(tmp_path):
+    arctic = ArcticStore(uri=f"lmdb://{tmp_path / 'arctic'}")
+    with pytest.raises(RuntimeError, match="write failed"):
+        with arctic.candle_writer("binance", "spot"):
+            raise RuntimeError("write failed")
+    waits = []
+    with arctic.candle_writer("binance", "spot", on_wait=waits.append):
+        pass
+    assert waits == []  # taken at once: the failed block let go of it
+    # Libraries have their own locks, and the lock files stay out of ArcticDB's way.
+    with arctic.candle_writer("binance", "spot"), arctic.candle_writer("binance", "futures", on_wait=waits.append):
+        pass
+    assert waits == []
+    assert arctic.arctic.list_libraries() == []

@@ -301,30 +301,32 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
                 f"pairs {', '.join(unknown)} are not in the universe for {entry.exchange} {entry.market_type}; "
                 f"add them to {entry.exchange} {entry.market_type} in the universe file first"
             )
-        results = []
-        for pair, tf, ct in entry.series(pairs):
-            stored = arctic.read_candles(entry.exchange, entry.market_type, candle_symbol(pair, tf, ct), start, stop)
-            stored = empty_candles(ct) if stored is None else stored
-            results.append(SeriesResult(pair, tf, ct, frame=stored, stored=stored))
+        # Read, merge and write under the library's writer lock: nothing else changes these symbols meanwhile.
+        with arctic.candle_writer(entry.exchange, entry.market_type, on_wait=context.log.info):
+            results = []
+            for pair, tf, ct in entry.series(pairs):
+                stored = arctic.read_candles(entry.exchange, entry.market_type, candle_symbol(pair, tf, ct), start, stop)
+                stored = empty_candles(ct) if stored is None else stored
+                results.append(SeriesResult(pair, tf, ct, frame=stored, stored=stored))
 
-        import_dir = config.import_dir or entry.import_dir
-        use_import = config.source == "import" or (config.source == "auto" and import_dir is not None)
-        if use_import:
-            if import_dir is None:
-                raise dg.Failure("source 'import' needs import_dir in the run config or the universe")
-            _read_from_directory(context, Path(import_dir), results, start, stop)
-        else:
-            # Everything is fetched before anything is written: an exchange that fails for good
-            # leaves the store exactly as it was.
-            _fetch_from_exchange(context, entry, exchange, results, start, stop, config.refetch)
+            import_dir = config.import_dir or entry.import_dir
+            use_import = config.source == "import" or (config.source == "auto" and import_dir is not None)
+            if use_import:
+                if import_dir is None:
+                    raise dg.Failure("source 'import' needs import_dir in the run config or the universe")
+                _read_from_directory(context, Path(import_dir), results, start, stop)
+            else:
+                # Everything is fetched before anything is written: an exchange that fails for good
+                # leaves the store exactly as it was.
+                _fetch_from_exchange(context, entry, exchange, results, start, stop, config.refetch)
 
-        for r in results:
-            if r.frame.equals(r.stored):
-                continue  # nothing new: no new ArcticDB version
-            r.written = int((~r.frame.index.isin(r.stored.index)).sum())
-            symbol = candle_symbol(r.pair, r.timeframe, r.candle_type)
-            meta = {"exchange": entry.exchange, "pair": r.pair, "timeframe": r.timeframe, "candle_type": r.candle_type}
-            r.version = arctic.replace_window(entry.exchange, entry.market_type, symbol, r.frame, start, stop, meta)
+            for r in results:
+                if r.frame.equals(r.stored):
+                    continue  # nothing new: no new ArcticDB version
+                r.written = int((~r.frame.index.isin(r.stored.index)).sum())
+                symbol = candle_symbol(r.pair, r.timeframe, r.candle_type)
+                meta = {"exchange": entry.exchange, "pair": r.pair, "timeframe": r.timeframe, "candle_type": r.candle_type}
+                r.version = arctic.replace_window(entry.exchange, entry.market_type, symbol, r.frame, start, stop, meta)
 
         failed = [r.error for r in results if r.error]
         metadata = {
