@@ -1,4 +1,4 @@
-"""Market-data benchmarks against the local HTTP exchange (tests/fakes) and ArcticDB on LMDB.
+"""Market-data benchmarks against the local simulated exchange (resources/local_exchange.py) and ArcticDB on LMDB.
 
     .venv/bin/python -m bench.market_data ingest        # 10 pairs x 1 year of 1m candles: ours over bare ccxt
     .venv/bin/python -m bench.market_data incremental   # one new day into a 3-year store over into an empty one

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.fakes.binance import to_ms
-from tests.fakes.client import API_PATHS, FakeBinance, FakeBinanceError
+from resources.local_exchange import API_PATHS, to_ms
+from tests.fakes.client import FakeBinance, FakeBinanceError
 from tests.fakes.fixtures import fake_binance, fake_binance_clean  # noqa: F401
 
 FIVE_MINUTES = 5 * 60_000

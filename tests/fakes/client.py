@@ -1,4 +1,4 @@
-"""Start, steer and stop the fake Binance server (:mod:`tests.fakes.binance`) from tests.
+"""Start, steer and stop the local simulated Binance exchange (:mod:`resources.local_exchange`) from tests.
 
 The server runs as a subprocess on 127.0.0.1 (a free port by default) and is stopped by process id::
 
@@ -29,39 +29,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from resources.local_exchange import ccxt_config
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-#: ccxt.binance ``urls['api']`` entries and the path each one has on the fake server.  Every entry
-#: ccxt 4.5 knows is redirected, so nothing can reach the real Binance by accident; unsupported
-#: APIs answer 404.  COIN-M's futures/data lives under /dapi here to keep it apart from USDⓈ-M's.
-API_PATHS = {
-    "public": "/api/v3",
-    "private": "/api/v3",
-    "v1": "/api/v1",
-    "sapi": "/sapi/v1",
-    "sapiV2": "/sapi/v2",
-    "sapiV3": "/sapi/v3",
-    "sapiV4": "/sapi/v4",
-    "fapiPublic": "/fapi/v1",
-    "fapiPublicV2": "/fapi/v2",
-    "fapiPublicV3": "/fapi/v3",
-    "fapiPrivate": "/fapi/v1",
-    "fapiPrivateV2": "/fapi/v2",
-    "fapiPrivateV3": "/fapi/v3",
-    "fapiData": "/futures/data",
-    "dapiPublic": "/dapi/v1",
-    "dapiPrivate": "/dapi/v1",
-    "dapiPrivateV2": "/dapi/v2",
-    "dapiData": "/dapi/futures/data",
-    "eapiPublic": "/eapi/v1",
-    "eapiPrivate": "/eapi/v1",
-    "papi": "/papi/v1",
-    "papiV2": "/papi/v2",
-}
-
-_MARKET_TYPES = {
-    "spot": "spot", "futures": "swap", "future": "swap", "swap": "swap", "linear": "swap"
-}
 _UNSET: Any = object()
 
 
@@ -73,7 +44,7 @@ class FakeBinance:
     """A fake Binance server in a subprocess.
 
     :param config: server config -- a dict (see ``FakeExchange.from_config`` in
-        :mod:`tests.fakes.binance`: ``seed``, ``spot``, ``futures``, ``now_ms``, ``clock_speed``) or
+        :mod:`resources.local_exchange`: ``seed``, ``spot``, ``futures``, ``now_ms``, ``clock_speed``) or
         the path of such a JSON file.
     :param spot, futures: market lists (dicts, see ``Market``) replacing the defaults; they
         override the same keys of ``config``.
@@ -123,7 +94,7 @@ class FakeBinance:
         if self._process is not None:
             raise FakeBinanceError("already started")
         command = [
-            sys.executable, "-m", "tests.fakes.binance",
+            sys.executable, "-m", "resources.local_exchange",
             "--host", self._host, "--port", str(self._requested_port),
             "--parent-pid", str(os.getpid()),  # no orphaned server if this process dies
         ]
@@ -207,16 +178,11 @@ class FakeBinance:
         ``secret``, ``timeout``, ``enableRateLimit``...) are added; a given ``options`` dict is
         merged over the default type.
         """
-        if market_type not in _MARKET_TYPES:
-            raise ValueError(f"market_type must be one of {sorted(_MARKET_TYPES)}")
         if not self.url:
             raise FakeBinanceError("the server is not running")
-        options = {"defaultType": _MARKET_TYPES[market_type]} | extra.pop("options", {})
-        return {
-            "urls": {"api": {name: self.url + path for name, path in API_PATHS.items()}},
-            "options": options,
-            **extra,
-        }
+        config = ccxt_config(self.url, market_type)
+        config["options"] |= extra.pop("options", {})
+        return {**config, **extra}
 
     # ------------------------------------------------------------------ control and stats
 
@@ -230,7 +196,7 @@ class FakeBinance:
     ) -> dict[str, Any]:
         """Change the running server; returns its clock and active rules.
 
-        ``rules``: fault-injection rules to add (format: ``Rule`` in :mod:`tests.fakes.binance`).
+        ``rules``: fault-injection rules to add (format: ``Rule`` in :mod:`resources.local_exchange`).
         ``now_ms``: freeze the clock there (ms or ISO date), ``None`` for real time.
         ``clock_speed``: how fast a set clock then advances (0: frozen, 1: real time, 60: a minute
         a second).  ``clear_rules``: remove the active rules first.
@@ -256,7 +222,7 @@ class FakeBinance:
         return self._call("POST", "/__reset")
 
     def stats(self) -> dict[str, Any]:
-        """Counters (see ``FakeExchange.stats`` in :mod:`tests.fakes.binance`)."""
+        """Counters (see ``FakeExchange.stats`` in :mod:`resources.local_exchange`)."""
         return self._call("GET", "/__stats")
 
     def requests_made(self, path: str | None = None) -> int:

@@ -1,8 +1,11 @@
-"""A fake Binance REST API served locally over HTTP, for tests and benchmarks.
+"""The local simulated Binance exchange: Binance's REST market-data API served over HTTP on this machine.
+
+Development uses it for offline dry runs (``make dev`` starts it on 127.0.0.1:8300 and local bots
+trade against it when ``TRADAI_LOCAL_EXCHANGE_URL`` is set, see docs/bots.md); the tests and
+benchmarks use it as their exchange (:mod:`tests.fakes.client` starts it as a subprocess).
 
 An unmodified ``ccxt.binance`` (and freqtrade's ``Binance`` exchange class, which drives ccxt) works
-against it once ccxt's ``urls['api']`` entries point here; :mod:`tests.fakes.client` starts it as a
-subprocess and builds that ccxt config.
+against it once ccxt's ``urls['api']`` entries point here: :func:`ccxt_config` builds that config.
 
 What it emulates
 ----------------
@@ -57,7 +60,7 @@ Control endpoints (never subject to faults)
 * ``GET /__stats``: request counts per path, candles served per klines path / symbol / interval,
   injected faults, active rules.
 
-Run ``python -m tests.fakes.binance --host 127.0.0.1 --port 0 [--data-dir DIR] [--config FILE]``:
+Run ``python -m resources.local_exchange --host 127.0.0.1 --port 0 [--data-dir DIR] [--config FILE]``:
 prints ``LISTENING http://HOST:PORT`` once ready and serves until SIGTERM or SIGINT (exit code 0).
 """
 
@@ -89,7 +92,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-log = logging.getLogger("tests.fakes.binance")
+log = logging.getLogger("tradai.local_exchange")
 
 SECOND_MS = 1_000
 MINUTE_MS = 60 * SECOND_MS
@@ -1557,6 +1560,58 @@ class FakeExchange:
             log.info("%s: %d %s %s rows of %s", path, len(times), kind, interval, market.symbol)
 
 
+# ---------------------------------------------------------------------- ccxt
+
+#: ccxt.binance ``urls['api']`` entries and the path each one has on this server.  Every entry
+#: ccxt 4.5 knows is redirected, so nothing can reach the real Binance by accident; unsupported
+#: APIs answer 404.  COIN-M's futures/data lives under /dapi here to keep it apart from USDⓈ-M's.
+API_PATHS = {
+    "public": "/api/v3",
+    "private": "/api/v3",
+    "v1": "/api/v1",
+    "sapi": "/sapi/v1",
+    "sapiV2": "/sapi/v2",
+    "sapiV3": "/sapi/v3",
+    "sapiV4": "/sapi/v4",
+    "fapiPublic": "/fapi/v1",
+    "fapiPublicV2": "/fapi/v2",
+    "fapiPublicV3": "/fapi/v3",
+    "fapiPrivate": "/fapi/v1",
+    "fapiPrivateV2": "/fapi/v2",
+    "fapiPrivateV3": "/fapi/v3",
+    "fapiData": "/futures/data",
+    "dapiPublic": "/dapi/v1",
+    "dapiPrivate": "/dapi/v1",
+    "dapiPrivateV2": "/dapi/v2",
+    "dapiData": "/dapi/futures/data",
+    "eapiPublic": "/eapi/v1",
+    "eapiPrivate": "/eapi/v1",
+    "papi": "/papi/v1",
+    "papiV2": "/papi/v2",
+}
+
+MARKET_TYPES = {
+    "spot": "spot", "futures": "swap", "future": "swap", "swap": "swap", "linear": "swap"
+}
+
+
+def ccxt_config(base_url: str, market_type: str = "spot") -> dict[str, Any]:
+    """Constructor config for ``ccxt.binance`` (sync or async) sending every API to ``base_url``.
+
+    ``market_type``: ``"spot"`` or ``"futures"`` (also ``"swap"``, ``"future"``, ``"linear"``),
+    which sets ``options.defaultType`` (``"spot"`` / ``"swap"``).  For freqtrade, put it into the
+    exchange's ``ccxt_config`` and ``ccxt_async_config`` and also set ``"enable_ws": false`` (no
+    websockets here) and ``"only_from_ccxt": true`` (no data.binance.vision downloads).
+    """
+    if market_type not in MARKET_TYPES:
+        raise ValueError(f"market_type must be one of {sorted(MARKET_TYPES)}")
+    base_url = base_url.rstrip("/")
+    return {
+        "urls": {"api": {name: base_url + path for name, path in API_PATHS.items()}},
+        "options": {"defaultType": MARKET_TYPES[market_type]},
+    }
+
+
 # ---------------------------------------------------------------------- HTTP
 
 
@@ -1626,7 +1681,7 @@ class _Server(ThreadingHTTPServer):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fakes.binance", description=__doc__.split("\n")[0]
+        prog="python -m resources.local_exchange", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -1642,7 +1697,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s fake-binance %(levelname)s %(message)s",
+        format="%(asctime)s local-exchange %(levelname)s %(message)s",
         stream=sys.stderr,
     )
     config = json.loads(args.config.read_text()) if args.config else {}
