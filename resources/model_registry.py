@@ -29,7 +29,7 @@ CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 MODELS_LIBRARY = "models"
 REFERENCE_BINS_TAG = "tradai.reference_bins"
 AUDIT_COLUMNS = {
-    "event": "object",  # challenger | promote | keep | inconclusive | rollback
+    "event": "object",  # first_champion | challenger | promote | keep | inconclusive | rollback
     "trigger": "object",  # what asked for it: a sensor, a run id, a person
     "champion_before": "float64",  # versions; NaN when the alias was not set
     "champion_after": "float64",
@@ -199,6 +199,19 @@ class ModelRegistry(ConfigurableResource):
         self._set(model, CHALLENGER, version)
         return self._record(model, "challenger", trigger, champion, champion, self._optional(model, PREVIOUS), version)
 
+    def set_first_champion(self, model: str, version: int, trigger: str) -> pd.Series:
+        """Point ``champion`` at the first version of a model that has none (nothing to evaluate it
+        against); recorded in the audit log as a ``first_champion`` event. Refused when a champion exists."""
+        self._require_version(model, version, f"making version {version} the first champion")
+        champion = self._optional(model, CHAMPION)
+        if champion is not None:
+            raise ModelRegistryError(
+                f"{model} already has a champion (version {champion}); a new version becomes the challenger"
+            )
+        self._set(model, CHAMPION, version)
+        return self._record(model, "first_champion", trigger, None, version, self._optional(model, PREVIOUS),
+                            self._optional(model, CHALLENGER))
+
     def record_decision(self, model: str, decision: dict[str, Any], trigger: str) -> pd.Series:
         """Apply a champion/challenger decision (``tradai_assets.promotion.PromotionDecision.to_dict()``).
 
@@ -233,6 +246,73 @@ class ModelRegistry(ConfigurableResource):
         self._set(model, PREVIOUS, champion)
         self._set(model, CHAMPION, target)
         return self._record(model, "rollback", trigger, champion, target, champion, self._optional(model, CHALLENGER))
+
+    def promote(self, model: str, trigger: str, version: int | None = None) -> pd.Series:
+        """Make the challenger (or ``version``) the champion by hand, without a champion/challenger
+        evaluation: ``previous`` moves to the old champion, and the ``challenger`` alias is removed
+        when it pointed at the promoted version. Recorded in the audit log as a ``promote`` whose
+        details say it was manual."""
+        challenger = self._optional(model, CHALLENGER)
+        if version is None:
+            target = self.version(model, CHALLENGER)
+        else:
+            target = int(version)
+            self._require_version(model, target, f"promoting version {target} of {model}")
+        champion = self._optional(model, CHAMPION)
+        if target == champion:
+            raise ModelRegistryError(f"version {target} of {model} is already the champion; nothing to promote")
+        previous = self._optional(model, PREVIOUS)
+        if champion is not None:
+            self._set(model, PREVIOUS, champion)
+            previous = champion
+        self._set(model, CHAMPION, target)
+        if challenger == target:
+            self._drop(model, CHALLENGER)
+        details = {"manual": True, "promoted": target, "challenger_before": challenger}
+        return self._record(model, "promote", trigger, champion, target, previous, target, details)
+
+    # Listing ------------------------------------------------------------------------------------
+
+    def exists(self, model: str) -> bool:
+        """Whether the registry has a registered model of that name."""
+        from mlflow.exceptions import MlflowException
+
+        with self._reaching(f"reading {model}"):
+            try:
+                self._client().get_registered_model(model)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                return False
+        return True
+
+    def models(self) -> dict[str, dict[str, int]]:
+        """Every registered model and its aliases."""
+        with self._reaching("listing the registered models"):
+            found = self._client().search_registered_models()
+            return {m.name: {alias: int(v) for alias, v in m.aliases.items()} for m in found}
+
+    def versions(self, model: str, with_metrics: bool = True) -> list[dict[str, Any]]:
+        """Every version of a model, newest first: version, aliases, creation time (UTC), run id,
+        status, and the run's metrics (one read per version, skipped with ``with_metrics=False``)."""
+        client = self._client()
+        with self._reaching(f"listing the versions of {model}"):
+            found = client.search_model_versions(f"name = '{model}'")
+            aliases: dict[int, list[str]] = {}
+            for alias, version in client.get_registered_model(model).aliases.items():
+                aliases.setdefault(int(version), []).append(alias)
+            out = []
+            for v in sorted(found, key=lambda v: int(v.version), reverse=True):
+                metrics = client.get_run(v.run_id).data.metrics if with_metrics and v.run_id else {}
+                out.append({
+                    "version": int(v.version),
+                    "aliases": sorted(aliases.get(int(v.version), [])),
+                    "created_at": pd.Timestamp(v.creation_timestamp, unit="ms", tz="UTC").to_pydatetime(),
+                    "run_id": v.run_id,
+                    "status": v.status,
+                    "metrics": dict(metrics),
+                })
+        return out
 
     # Reference distributions --------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Aliases in MLflow's registry (SQLite) and the audit log in ArcticDB: promote, keep, rollback, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -41,13 +42,20 @@ def tracking_uri(tmp_path_factory):
     # One SQLite store per module: building MLflow's tables takes seconds, a model version milliseconds.
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     artifacts = tmp_path_factory.mktemp("mlartifacts")
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI: put the environment back
+    # exactly, or every later MlflowClient in this process would use this module's registry.
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("models", artifact_location=str(artifacts)))
     yield uri
-    mlflow.set_tracking_uri(before[0])
-    mlflow.set_registry_uri(before[1])
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

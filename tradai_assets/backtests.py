@@ -58,6 +58,8 @@ class BacktestPlan:
     data_versions: dict[str, int]
     request: BacktestRequest
     warnings: list[str] = field(default_factory=list)
+    model: dict[str, Any] | None = None
+    """A model strategy's model: {"name", "version", "tracking_uri"} (Freqtrade's config["tradai_model"])."""
 
     @property
     def exchange(self) -> str:
@@ -90,6 +92,9 @@ class BacktestPlan:
             "data_versions": json.dumps(self.data_versions, sort_keys=True),
             "freqtrade_version": freqtrade.__version__,
             "ccxt_version": ccxt.__version__,
+            **({} if self.model is None else {
+                "model_name": str(self.model["name"]), "model_version": str(int(self.model["version"])),
+            }),
         }
 
 
@@ -241,8 +246,20 @@ def plan_backtest(
     *,
     markets_hash: str | None = None,
     data_versions: dict[str, int] | None = None,
+    model: dict[str, Any] | None = None,
 ) -> BacktestPlan:
-    """Pin every input; with hashes and versions given (a reproduction), exactly those."""
+    """Pin every input; with hashes and versions given (a reproduction), exactly those.
+
+    ``model`` (or the config's own ``tradai_model``): the version of a model strategy's model,
+    {"name", "version", "tracking_uri"}; handed to the strategy as config["tradai_model"] and recorded
+    as ``model_name``/``model_version`` in the lineage. It is not part of the config hash."""
+    model = model if model is not None else config.get("tradai_model")
+    if model is not None:
+        missing = [k for k in ("name", "version", "tracking_uri") if model.get(k) in (None, "")]
+        if missing:
+            raise BacktestInputError(f"{strategy}: the model to backtest with lacks {', '.join(missing)}: {model}")
+        model = {**model, "version": int(model["version"])}
+    config = {k: v for k, v in config.items() if k != "tradai_model"}
     exchange = config["exchange"]["name"]
     mtype = market_type(config)
     timeframe = config["timeframe"]
@@ -291,7 +308,7 @@ def plan_backtest(
         stored = arctic.candle_symbols(exchange, mtype) if data_versions is None else sorted(data_versions)
         window = (max(first, _timerange_bounds(timerange)[0]), min(end, _timerange_bounds(timerange)[1]))
         candles.update(futures_candles(config, pairs, stored, read, window))
-    engine_config = {**config, "timerange": timerange}
+    engine_config = {**config, "timerange": timerange, **({} if model is None else {"tradai_model": model})}
     warnings = _stake_warnings(config, markets, {p: candles[(p, timeframe, mtype)] for p in pairs}, pairs)
     request = BacktestRequest(
         strategy_name=strategy,
@@ -301,7 +318,9 @@ def plan_backtest(
         markets=markets,
         leverage_tiers=snapshot.payload.get("leverage_tiers", {}),
     )
-    return BacktestPlan(strategy, strategy_file, config, config_hash, timerange, snapshot.content_hash, versions, request, warnings)
+    return BacktestPlan(
+        strategy, strategy_file, config, config_hash, timerange, snapshot.content_hash, versions, request, warnings, model
+    )
 
 
 def trades_hash(trades: pd.DataFrame) -> str:
@@ -431,6 +450,8 @@ def summary_markdown(recorded: RecordedBacktest) -> str:
         ("pairs", ", ".join(plan.pairs)),
         ("MLflow run", f"[{recorded.run_id}]({recorded.run_url})"),
     ]
+    if plan.model is not None:
+        rows.append(("model", f"{plan.model['name']} version {plan.model['version']}"))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     warnings = "".join(f"\n- {w}" for w in plan.warnings)
     return f"### {plan.strategy}\n\n| | |\n|---|---|\n{table}\n" + (f"\n**Warnings**{warnings}\n" if warnings else "")
@@ -459,4 +480,7 @@ def result_metadata(recorded: RecordedBacktest) -> dict[str, Any]:
         "data_versions": dg.MetadataValue.json(recorded.plan.data_versions),
         "warnings": dg.MetadataValue.json(recorded.plan.warnings),
     })
+    if recorded.plan.model is not None:
+        metadata["model_name"] = recorded.plan.model["name"]
+        metadata["model_version"] = dg.MetadataValue.int(recorded.plan.model["version"])
     return metadata

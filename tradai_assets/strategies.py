@@ -22,8 +22,15 @@ from resources.arctic import ArcticStore
 from resources.backtest_store import BacktestStore
 from resources.freqtrade_runner import BacktestError, FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
+from resources.model_registry import CHAMPION, ModelRegistry, ModelRegistryError
 from tradai_assets import settings
-from tradai_assets.backtests import BacktestInputError, plan_backtest, result_metadata, run_and_record
+from tradai_assets.backtests import (
+    BacktestInputError,
+    RecordedBacktest,
+    plan_backtest,
+    result_metadata,
+    run_and_record,
+)
 from tradai_assets.bias_checks import build_bias_checks
 from tradai_assets.market_data import content_hash
 from tradai_assets.strategy_config import (
@@ -67,6 +74,26 @@ def _config_for(spec: StrategySpec, base: dict[str, Any], overrides: dict[str, A
         raise _fail(f"{spec.file}: {spec.name}: {exc}") from exc
 
 
+def model_key(name: str) -> dg.AssetKey:
+    """The training asset of a model strategy (``tradai_assets.model_training``)."""
+    return dg.AssetKey(["strategies", name, "model"])
+
+
+def resolve_model(spec_name: str, registry: ModelRegistry, version: int | None = None, alias: str = CHAMPION) -> dict[str, Any]:
+    """The model a backtest of a model strategy runs with, pinned to a version at the start:
+    ``version`` when given (it must exist), else the version ``alias`` points at now. Handed to the
+    strategy as config["tradai_model"]."""
+    try:
+        if version is None:
+            resolved = registry.version(spec_name, alias)
+        else:
+            registry._require_version(spec_name, int(version), f"backtesting {spec_name} version {version}")
+            resolved = int(version)
+    except ModelRegistryError as exc:
+        raise _fail(f"{spec_name}: cannot resolve the model to backtest with: {exc}") from exc
+    return {"name": spec_name, "version": resolved, "tracking_uri": registry.tracking_uri}
+
+
 def _check_stored_timeframe(spec: StrategySpec, config: dict[str, Any], entries: dict[tuple[str, str], UniverseEntry]) -> None:
     key = (config["exchange"]["name"], market_type(config))
     entry = entries.get(key)
@@ -98,6 +125,45 @@ def _run_backtest(
     if len(recorded.outcome.trades) == 0:
         recorded.plan.warnings.append("the backtest made no trades")
         context.log.warning(f"{spec.name}: the backtest made no trades")
+    return recorded
+
+
+def backtest_model_version(
+    log,
+    spec: StrategySpec,
+    version: int,
+    timerange: str,
+    arctic: ArcticStore,
+    backtest_store: BacktestStore,
+    runner: FreqtradeRunner,
+    mlflow: MlflowTracker,
+    registry: ModelRegistry,
+    kind: str,
+    data_versions: dict[str, int] | None = None,
+    markets_hash: str | None = None,
+    base_path: Path = BASE_CONFIG_PATH,
+    tags: dict[str, str] | None = None,
+) -> RecordedBacktest:
+    """Backtest a model strategy with one model version on ``timerange``, with the strategy's own config
+    (base config and its overrides, no run overrides), logged to MLflow as ``kind`` with the version in
+    its lineage; the config is stored by hash, so ``reproduce_backtest`` can re-run it. Pass the
+    ``data_versions`` and ``markets_hash`` of a first run to backtest another version on exactly the
+    same inputs. Bad input raises dg.Failure naming the strategy; ``log`` is a logger (``context.log``)."""
+    config = _config_for(spec, load_base_config(base_path), {"timerange": timerange})
+    digest = content_hash(config)
+    backtest_store.write_config(spec.name, config, digest)
+    model = resolve_model(spec.name, registry, version)
+    try:
+        plan = plan_backtest(arctic, spec.name, spec.file, config, digest, markets_hash=markets_hash,
+                             data_versions=data_versions, model=model)
+        for warning in plan.warnings:
+            log.warning(warning)
+        recorded = run_and_record(plan, runner, mlflow, kind, dict(tags or {}))
+    except (BacktestInputError, BacktestError, KeyError) as exc:
+        raise _fail(f"{spec.name} version {version}: {exc}") from exc
+    if len(recorded.outcome.trades) == 0:
+        recorded.plan.warnings.append("the backtest made no trades")
+        log.warning(f"{spec.name} version {version}: the backtest made no trades")
     return recorded
 
 
@@ -137,15 +203,51 @@ def build_backtest_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.AssetsD
         "snapshot; stats, trades and equity curve stored, one MLflow run per backtest."
     )
 
-    @dg.asset(
+    deps = [config_key(spec.name), dg.AssetKey(["markets", exchange, mtype]), dg.AssetKey(["ohlcv", exchange, mtype])]
+    if spec.is_model:
+        deps.append(model_key(spec.name))
+        description += (" The model version is resolved from the alias champion at the start and recorded "
+                        "(model_name, model_version), so the backtest reproduces after the alias moves.")
+
+    def materialise(context, arctic, backtest_store, freqtrade_runner, mlflow, registry):
+        if spec.problem:
+            raise _fail(spec.problem)
+        stored = backtest_store.latest_config(spec.name)
+        if stored is None:
+            raise _fail(f"{spec.name}: no stored config; materialise {config_key(spec.name).to_user_string()} first")
+        config, digest = stored
+        pinned = {} if registry is None else {"model": resolve_model(spec.name, registry)}
+        if pinned:
+            context.log.info(f"{spec.name}: backtesting model version {pinned['model']['version']} ({CHAMPION})")
+        recorded = _run_backtest(context, spec, config, digest, arctic, freqtrade_runner, mlflow, "canonical", **pinned)
+        lineage = {**recorded.plan.lineage(), "mlflow_run_id": recorded.run_id, "trades_hash": recorded.trades_hash}
+        backtest_store.write_backtest(spec.name, recorded.outcome.trades, recorded.equity, recorded.outcome.stats, lineage)
+        return dg.MaterializeResult(data_version=dg.DataVersion(recorded.trades_hash), metadata=result_metadata(recorded))
+
+    decorate = dg.asset(
         key=backtest_key(spec.name),
         group_name=f"strategy_{spec.name}",
         kinds={"freqtrade", "mlflow"},
-        deps=[config_key(spec.name), dg.AssetKey(["markets", exchange, mtype]), dg.AssetKey(["ohlcv", exchange, mtype])],
+        deps=deps,
         description=description,
         metadata=spec.ui_metadata(),
         tags=aws_contract.ecs_run_tags("backtest"),
     )
+    if spec.is_model:
+        @decorate
+        def model_backtest(
+            context: dg.AssetExecutionContext,
+            arctic: ArcticStore,
+            backtest_store: BacktestStore,
+            freqtrade_runner: FreqtradeRunner,
+            mlflow: MlflowTracker,
+            model_registry: ModelRegistry,
+        ):
+            return materialise(context, arctic, backtest_store, freqtrade_runner, mlflow, model_registry)
+
+        return model_backtest
+
+    @decorate
     def backtest(
         context: dg.AssetExecutionContext,
         arctic: ArcticStore,
@@ -153,16 +255,7 @@ def build_backtest_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.AssetsD
         freqtrade_runner: FreqtradeRunner,
         mlflow: MlflowTracker,
     ):
-        if spec.problem:
-            raise _fail(spec.problem)
-        stored = backtest_store.latest_config(spec.name)
-        if stored is None:
-            raise _fail(f"{spec.name}: no stored config; materialise {config_key(spec.name).to_user_string()} first")
-        config, digest = stored
-        recorded = _run_backtest(context, spec, config, digest, arctic, freqtrade_runner, mlflow, "canonical")
-        lineage = {**recorded.plan.lineage(), "mlflow_run_id": recorded.run_id, "trades_hash": recorded.trades_hash}
-        backtest_store.write_backtest(spec.name, recorded.outcome.trades, recorded.equity, recorded.outcome.stats, lineage)
-        return dg.MaterializeResult(data_version=dg.DataVersion(recorded.trades_hash), metadata=result_metadata(recorded))
+        return materialise(context, arctic, backtest_store, freqtrade_runner, mlflow, None)
 
     return backtest
 
@@ -181,6 +274,10 @@ class AdhocBacktestConfig(dg.Config):
     fee: float | None = None
     overrides: dict[str, Any] = {}
     """Any other Freqtrade config keys."""
+    model_version: int | None = None
+    """Model strategies: the model version to backtest with (default: the version ``model_alias`` points at)."""
+    model_alias: str = CHAMPION
+    """Model strategies: the alias resolved at the start when no model_version is given."""
 
     def as_overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.overrides)
@@ -206,25 +303,40 @@ class StrategyDefinitions:
     jobs: list[dg.JobDefinition]
 
 
+BACKTEST_RESOURCES = ("arctic", "backtest_store", "freqtrade_runner", "mlflow")
+
+
+def _backtest_resources(models: bool) -> set[str]:
+    """What a backtest op needs; the model registry only where model strategies exist, so that a code
+    location without them (and without a registry) still loads."""
+    return set(BACKTEST_RESOURCES) | ({"model_registry"} if models else set())
+
+
+def _backtest_resource_values(context: dg.OpExecutionContext) -> list:
+    resources = context.resources
+    return [getattr(resources, key) for key in BACKTEST_RESOURCES] + [getattr(resources, "model_registry", None)]
+
+
 def build_adhoc_job(specs: dict[str, StrategySpec], base_path: Path) -> dg.JobDefinition:
-    @dg.op(name="backtest_with_overrides")
-    def backtest_with_overrides(
-        context: dg.OpExecutionContext,
-        config: AdhocBacktestConfig,
-        arctic: ArcticStore,
-        backtest_store: BacktestStore,
-        freqtrade_runner: FreqtradeRunner,
-        mlflow: MlflowTracker,
-    ):
+    def run(context, config: AdhocBacktestConfig, arctic, backtest_store, freqtrade_runner, mlflow, registry):
         spec = specs.get(config.strategy)
         if spec is None:
             raise _fail(f"unknown strategy {config.strategy!r}; known: {', '.join(sorted(specs)) or 'none'}")
         merged = _config_for(spec, load_base_config(base_path), config.as_overrides())
         digest = content_hash(merged)
         backtest_store.write_config(spec.name, merged, digest)
-        recorded = _run_backtest(context, spec, merged, digest, arctic, freqtrade_runner, mlflow, "adhoc")
+        pinned = {}
+        if spec.is_model:
+            pinned["model"] = resolve_model(spec.name, registry, config.model_version, config.model_alias)
+            context.log.info(f"{spec.name}: backtesting model version {pinned['model']['version']}")
+        recorded = _run_backtest(context, spec, merged, digest, arctic, freqtrade_runner, mlflow, "adhoc", **pinned)
         context.add_output_metadata(result_metadata(recorded))
         return recorded.run_id
+
+    @dg.op(name="backtest_with_overrides", required_resource_keys=_backtest_resources(
+        any(spec.is_model for spec in specs.values())))
+    def backtest_with_overrides(context: dg.OpExecutionContext, config: AdhocBacktestConfig):
+        return run(context, config, *_backtest_resource_values(context))
 
     @dg.job(name="adhoc_backtest", description="A backtest with run-config overrides, logged to MLflow; "
             "the canonical strategies/<Name>/backtest asset is left as it is.", tags=aws_contract.ecs_run_tags("backtest"))
@@ -234,16 +346,11 @@ def build_adhoc_job(specs: dict[str, StrategySpec], base_path: Path) -> dg.JobDe
     return job
 
 
-def build_reproduce_job() -> dg.JobDefinition:
-    @dg.op(name="rerun_logged_backtest")
-    def rerun_logged_backtest(
-        context: dg.OpExecutionContext,
-        config: ReproduceConfig,
-        arctic: ArcticStore,
-        backtest_store: BacktestStore,
-        freqtrade_runner: FreqtradeRunner,
-        mlflow: MlflowTracker,
-    ):
+def build_reproduce_job(models: bool = False) -> dg.JobDefinition:
+    """The reproduce job; with ``models``, it also re-runs backtests of model strategies (with the
+    model version they recorded), which needs the ``model_registry`` resource."""
+
+    def run(context, config: ReproduceConfig, arctic, backtest_store, freqtrade_runner, mlflow, registry):
         params, tags, _ = mlflow.run_record(config.mlflow_run_id)
         name = params["strategy"]
         with tempfile.TemporaryDirectory(prefix=f"reproduce-{name}-") as tmp:
@@ -255,10 +362,17 @@ def build_reproduce_job() -> dg.JobDefinition:
             except KeyError as exc:
                 raise _fail(str(exc)) from exc
             spec = StrategySpec(name=name, file=strategy_file)
+            pinned = {}
+            if "model_name" in params:
+                if registry is None:
+                    raise _fail(f"{config.mlflow_run_id}: a backtest of model {params['model_name']} needs the "
+                                "model_registry resource to be reproduced")
+                pinned["model"] = resolve_model(params["model_name"], registry, int(params["model_version"]))
             recorded = _run_backtest(
                 context, spec, stored_config, params["config_hash"], arctic, freqtrade_runner, mlflow, "reproduce",
                 markets_hash=params["markets_snapshot_hash"],
                 data_versions={k: int(v) for k, v in json.loads(params["data_versions"]).items()},
+                **pinned,
             )
         matches = recorded.trades_hash == tags["tradai.trades_hash"]
         metadata = {
@@ -275,6 +389,10 @@ def build_reproduce_job() -> dg.JobDefinition:
             )
         context.add_output_metadata(metadata)
         return matches
+
+    @dg.op(name="rerun_logged_backtest", required_resource_keys=_backtest_resources(models))
+    def rerun_logged_backtest(context: dg.OpExecutionContext, config: ReproduceConfig):
+        return run(context, config, *_backtest_resource_values(context))
 
     @dg.job(name="reproduce_backtest", description="Re-run a logged backtest from its lineage alone "
             "(config hash, strategy source, markets snapshot, candle versions) and report whether the trades match.",
@@ -297,5 +415,9 @@ def build_strategies(
     for spec in specs:
         assets += [build_config_asset(spec, base_path, by_market), build_backtest_asset(spec, base)]
         checks += build_bias_checks(spec, backtest_key(spec.name))
+    from tradai_assets.model_training import build_model_assets
+
+    assets += build_model_assets(specs, entries, base_path)
     by_name = {s.name: s for s in specs}
-    return StrategyDefinitions(specs, assets, checks, [build_adhoc_job(by_name, base_path), build_reproduce_job()])
+    models = any(s.is_model for s in specs)
+    return StrategyDefinitions(specs, assets, checks, [build_adhoc_job(by_name, base_path), build_reproduce_job(models)])

@@ -1,10 +1,11 @@
 """Finding Freqtrade strategies in ``strategies/*.py`` without importing them.
 
 Importing Freqtrade costs about 10 s, and a strategy file may not import at all: the code location
-reads each file's syntax tree instead. A class is a strategy when it derives from ``IStrategy``
-(directly, or through another strategy class in the same file). Its optional metadata are plain
+reads each file's syntax tree instead. A class is a strategy when it derives from ``IStrategy`` or
+the product's ``ModelStrategy`` (directly, or through another strategy class in the same file); the
+latter makes it a model strategy, with a ``strategies/<Name>/model`` asset. Its optional metadata are plain
 class attributes with literal values (``category``, ``pairs``, ``description``, ``config_overrides``,
-``bias_checks``, Freqtrade's own ``timeframe``) and Freqtrade's ``version()`` method returning a literal; the class
+``bias_checks``, ``live``, ``model_settings``, Freqtrade's own ``timeframe``) and Freqtrade's ``version()`` method returning a literal; the class
 docstring is the description when there is no ``description``. A file that cannot be parsed still
 yields a strategy (named after the file) whose assets fail with the reason.
 """
@@ -17,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METADATA_ATTRIBUTES = ("timeframe", "category", "pairs", "description", "config_overrides", "can_short", "bias_checks")
+METADATA_ATTRIBUTES = (
+    "timeframe", "category", "pairs", "description", "config_overrides", "can_short", "bias_checks", "live",
+    "model_settings",
+)
+# Product base classes a strategy may derive from instead of IStrategy (resources/model_strategy.py).
+STRATEGY_BASES = {"IStrategy": False, "ModelStrategy": True}
 
 
 @dataclass
@@ -32,6 +38,10 @@ class StrategySpec:
     config_overrides: dict[str, Any] = field(default_factory=dict)
     bias_checks: bool = False
     """Run Freqtrade's lookahead- and recursive-analysis as checks of the backtest (slow: opt-in)."""
+    live: bool = False
+    """The strategy's own consent to live trading (``live = True``); one of the live interlocks."""
+    model_settings: dict[str, Any] | None = None
+    """Set for model strategies (derived from ``ModelStrategy``): their literal ``model_settings``."""
     problem: str | None = None
     """Why this strategy cannot run (syntax error, a non-literal metadata value ...), naming the file."""
 
@@ -43,9 +53,18 @@ class StrategySpec:
                 out[key] = value
         if self.bias_checks:
             out["bias_checks"] = True
+        if self.live:
+            out["live"] = True
+        if self.is_model:
+            out["model"] = True
         if self.problem:
             out["problem"] = self.problem
         return out
+
+
+    @property
+    def is_model(self) -> bool:
+        return self.model_settings is not None
 
 
 def source_hash(path: Path) -> str:
@@ -80,8 +99,8 @@ def _class_metadata(cls: ast.ClassDef, path: Path) -> tuple[dict[str, Any], list
                 try:
                     values[target.id] = ast.literal_eval(value)
                 except ValueError:
-                    if target.id == "config_overrides":  # the only one the platform cannot do without
-                        problems.append(f"{path}:{stmt.lineno}: {cls.name}.config_overrides must be a literal dict")
+                    if target.id in ("config_overrides", "model_settings"):  # the platform cannot do without these
+                        problems.append(f"{path}:{stmt.lineno}: {cls.name}.{target.id} must be a literal dict")
     docstring = ast.get_docstring(cls)
     if docstring and "description" not in values:
         values["description"] = docstring.strip().split("\n\n")[0]
@@ -104,6 +123,18 @@ def _spec(name: str, path: Path, values: dict[str, Any], problems: list[str]) ->
             spec.config_overrides = values["config_overrides"]
         else:
             problems.append(f"{path}: {name}.config_overrides must be a dict")
+    if values.get("is_model"):
+        settings = values.get("model_settings", {})
+        if isinstance(settings, dict):
+            spec.model_settings = settings
+        else:
+            problems.append(f"{path}: {name}.model_settings must be a literal dict")
+            spec.model_settings = {}
+    if "live" in values:
+        if isinstance(values["live"], bool):
+            spec.live = values["live"]
+        else:
+            problems.append(f"{path}: {name}.live must be True or False, got {values['live']!r}")
     if "bias_checks" in values:
         if isinstance(values["bias_checks"], bool):
             spec.bias_checks = values["bias_checks"]
@@ -125,9 +156,10 @@ def strategies_in_file(path: Path) -> list[StrategySpec]:
             continue
         bases = [_base_name(b) for b in node.bases]
         parents = [b for b in bases if b in found]
-        if "IStrategy" not in bases and not parents:
+        product_bases = [b for b in bases if b in STRATEGY_BASES]
+        if not product_bases and not parents:
             continue
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"is_model": any(STRATEGY_BASES[b] for b in product_bases)}
         problems: list[str] = []
         for parent in parents:  # attributes are inherited from strategies of the same file
             values.update(found[parent][0])
