@@ -62,6 +62,15 @@ class EnvVar:
     API_JWT_AUDIENCE: Final = "TRADAI_API_JWT_AUDIENCE"
     API_SCOPE_PREFIX: Final = "TRADAI_API_SCOPE_PREFIX"
 
+    # Managing bots from Dagster runs, sensors and the API (TRADAI_ENV=aws).
+    BOT_IMAGE: Final = "TRADAI_BOT_IMAGE"
+    BOT_TASK_ROLE_ARN: Final = "TRADAI_BOT_TASK_ROLE_ARN"
+    ALLOW_LIVE: Final = "TRADAI_ALLOW_LIVE"  # "true" lets live bots start on this stack (one of three interlocks)
+    ALERTS_TOPIC_ARN: Final = "TRADAI_ALERTS_TOPIC_ARN"  # the notifier publishes here
+    NOTIFY_WEBHOOK_URL: Final = "TRADAI_NOTIFY_WEBHOOK_URL"  # optional Slack-style webhook for notifications
+    OWNER: Final = "TRADAI_OWNER"  # tags of what the product creates at run time (bot services)
+    COST_CENTER: Final = "TRADAI_COST_CENTER"
+
     # Live and dry-run bots (one ECS service per strategy).
     STRATEGY: Final = "STRATEGY"
     STRATEGY_ID: Final = "STRATEGY_ID"
@@ -95,6 +104,22 @@ DAGSTER_INSTANCE_ENV: Final = (
 DAGSTER_INSTANCE_SECRETS: Final = (EnvVar.DAGSTER_PG_URL,)
 # deploy/workspace.yaml reads these (webserver and daemon only).
 DAGSTER_WORKSPACE_ENV: Final = (EnvVar.CODE_LOCATION_HOST, EnvVar.CODE_LOCATION_PORT)
+
+# What runs, sensors and the API read to manage bots as ECS services and to send notifications.
+BOT_MANAGEMENT_ENV: Final = (
+    EnvVar.TRADAI_STACK,
+    EnvVar.AWS_REGION,
+    EnvVar.ECS_CLUSTER,
+    EnvVar.RUN_SUBNET_IDS,
+    EnvVar.RUN_SECURITY_GROUP_IDS,
+    EnvVar.ECS_EXECUTION_ROLE_ARN,
+    EnvVar.BOT_TASK_ROLE_ARN,
+    EnvVar.BOT_IMAGE,
+    EnvVar.ALLOW_LIVE,
+    EnvVar.ALERTS_TOPIC_ARN,
+    EnvVar.OWNER,
+    EnvVar.COST_CENTER,
+)
 
 # What the product's code reads at run time on AWS (definitions.py picks resources with TRADAI_ENV).
 PRODUCT_RUNTIME_ENV: Final = (
@@ -208,7 +233,9 @@ API_PORT: Final = 8000
 # The Cognito resource server of the API and the scopes it grants (docs/api.md): tokens carry them as
 # "<identifier>/<scope>", which the API strips with TRADAI_API_SCOPE_PREFIX.
 API_RESOURCE_SERVER: Final = "tradai-api"
-API_SCOPES: Final = ("backtests:read", "backtests:run", "data:read", "data:sync")
+API_SCOPES: Final = (
+    "backtests:read", "backtests:run", "data:read", "data:sync", "models:read", "models:write", "bots:read", "bots:write",
+)
 
 
 def cognito_issuer(region: str, user_pool_id: str) -> str:
@@ -222,7 +249,9 @@ CODE_LOCATION_MODULE: Final = "tradai_assets.definitions"
 CODE_LOCATION_ATTRIBUTE: Final = "defs"
 DAGSTER_HOME_IN_IMAGE: Final = "/opt/dagster/dagster_home"
 TRADAI_HOME_IN_IMAGE: Final = "/opt/tradai"
-IMAGE_REPOSITORIES: Final = ("app", "dagster")  # deploy/Dockerfile targets
+BOT_CONFIGS_PREFIX: Final = "bots"  # the configs bucket's bots/<strategy id>/config-<hash>.json
+BOT_SERVICE_PREFIX: Final = "bot-"  # ECS service bot-<strategy_id>; task-definition family tradai-<stack>-bot-<id>
+IMAGE_REPOSITORIES: Final = ("app", "dagster", "bot")  # deploy/Dockerfile targets
 
 
 def cluster_name(env: str) -> str:

@@ -13,10 +13,17 @@ before anything is written.
 
 Throttling (``ThrottlingException`` and its kin) is retried with exponential backoff; any other AWS
 error is raised as ``BotServiceError`` naming the service and the operation.
+
+``list_bots`` lists the cluster's bot services (those tagged ``ManagedBy=tradai``), ``stop`` scales one
+to zero, and ``write_config`` stores a bot's config in the stack's configs bucket under a name made of
+its content hash, so an unchanged config is never written twice and a changed one gets a new
+``CONFIG_PATH`` (hence a new task-definition revision and a restart).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import time
@@ -41,7 +48,9 @@ CAPACITY_PROVIDER = {"live": "FARGATE", "dry_run": "FARGATE_SPOT"}
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 )
-_READ_OPERATION = re.compile(r"^(Describe|List|Get|BatchGet|Query|Scan)")
+_READ_OPERATION = re.compile(r"^(Describe|List|Get|BatchGet|Query|Scan|Head)")
+# A model strategy's bot loads this version of its model (the champion when the bot was deployed).
+MODEL_VERSION_ENV = "TRADAI_MODEL_VERSION"
 _STRATEGY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
@@ -67,6 +76,7 @@ class BotSpec:
     pairs: tuple[str, ...] = ()
     cpu: int = 512
     memory: int = 1024
+    model_version: int | None = None  # model strategies: the registered model version the bot loads
 
     def __post_init__(self) -> None:
         if not _STRATEGY_ID.fullmatch(self.strategy_id):
@@ -91,6 +101,12 @@ class BotSpec:
             )
         if isinstance(self.pairs, str):
             raise BotSpecError(f"bot {self.strategy_id}: pairs must be a sequence of pairs, not a string")
+        if self.model_version is not None and (
+            isinstance(self.model_version, bool) or not isinstance(self.model_version, int) or self.model_version < 1
+        ):
+            raise BotSpecError(
+                f"bot {self.strategy_id}: model_version {self.model_version!r} must be a positive integer"
+            )
         object.__setattr__(self, "pairs", tuple(self.pairs))
 
     @property
@@ -117,7 +133,7 @@ class ServiceState:
 
 
 def bot_service_name(strategy_id: str) -> str:
-    return f"bot-{strategy_id}"
+    return f"{aws_contract.BOT_SERVICE_PREFIX}{strategy_id}"
 
 
 class AwsCallCounter:
@@ -161,6 +177,10 @@ class EcsBotServices(ConfigurableResource):
     max_attempts: int = Field(default=6, ge=1, description="Attempts per AWS call while it is throttled.")
     backoff_seconds: float = Field(
         default=0.5, ge=0, description="First wait after a throttled call; doubles with each attempt."
+    )
+    image: str | None = Field(default=None, description="The bot image (ECR URI with tag) deployments run.")
+    configs_bucket: str | None = Field(
+        default=None, description="Bucket of the bots' configs; the stack's configs bucket when None."
     )
 
     _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -210,7 +230,7 @@ class EcsBotServices(ConfigurableResource):
         if spec.mode == "stopped":
             return self._stop(spec, current)
 
-        secret_arn = self._secret_arn(spec) if spec.exchange_secret else None
+        secret_arn = self.secret_arn(spec.strategy_id, spec.exchange_secret) if spec.exchange_secret else None
         wanted = self._task_definition(spec, secret_arn)
         actions: list[str] = []
         task_definition_arn = self._matching_task_definition(spec, current, wanted)
@@ -285,6 +305,80 @@ class EcsBotServices(ConfigurableResource):
     def describe(self, strategy_id: str) -> ServiceState:
         return self._state(bot_service_name(strategy_id), strategy_id, ())
 
+    def list_bots(self) -> list[ServiceState]:
+        """Every bot service on the cluster (tagged ``ManagedBy=tradai``), by strategy id."""
+        arns: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                "(all bots)", "ecs", "list_services", cluster=self.cluster_name, **({"nextToken": token} if token else {})
+            )
+            arns += page.get("serviceArns", [])
+            token = page.get("nextToken")
+            if not token:
+                break
+        states = []
+        for start in range(0, len(arns), 10):  # DescribeServices takes at most 10 services a call
+            described = self._call(
+                "(all bots)", "ecs", "describe_services",
+                cluster=self.cluster_name, services=arns[start:start + 10], include=["TAGS"],
+            )
+            for service in described["services"]:
+                tags = _tag_dict(service.get("tags"))
+                if service["status"] == "INACTIVE" or tags.get("ManagedBy") != MANAGED_BY:
+                    continue
+                strategy_id = tags.get(STRATEGY_ID_TAG) or service["serviceName"].removeprefix("bot-")
+                states.append(self._state(service["serviceName"], strategy_id, (), service))
+        return sorted(states, key=lambda s: s.strategy_id)
+
+    def stop(self, strategy_id: str) -> ServiceState:
+        """Scale the bot's service to zero (its task is stopped); the service and its revision stay."""
+        name = bot_service_name(strategy_id)
+        current = self._service(name)
+        if current is None:
+            return ServiceState(strategy_id=strategy_id, service_name=name, status="absent")
+        actions: tuple[str, ...] = ()
+        if current["desiredCount"] != 0:
+            self._call(name, "ecs", "update_service", cluster=self.cluster_name, service=name, desiredCount=0)
+            actions = ("updated service: desiredCount",)
+        return self._state(name, strategy_id, actions, None if actions else current)
+
+    def secret_arn(self, strategy_id: str, secret: str) -> str:
+        """Full ARN of an exchange secret, read without its value; ``BotSpecError`` naming it when absent."""
+        try:
+            return self._call(bot_service_name(strategy_id), "secretsmanager", "describe_secret", SecretId=secret)[
+                "ARN"
+            ]
+        except BotServiceError as exc:
+            if _error_code(exc.__cause__) == "ResourceNotFoundException":
+                raise BotSpecError(
+                    f"bot {strategy_id}: exchange secret {secret!r} does not exist in Secrets Manager "
+                    f"({self.region_name})"
+                ) from exc
+            raise
+
+    @property
+    def configs_bucket_name(self) -> str:
+        return self.configs_bucket or aws_contract.bucket_name("configs", self.stack)
+
+    def write_config(self, strategy_id: str, config: dict[str, Any]) -> str:
+        """Store a bot's config as ``s3://<configs bucket>/bots/<id>/config-<hash>.json``; returns that URI.
+
+        The name carries the content hash: an object that already exists is not written again."""
+        body = json.dumps(config, sort_keys=True, indent=1).encode()
+        key = f"{aws_contract.BOT_CONFIGS_PREFIX}/{strategy_id}/config-{hashlib.sha256(body).hexdigest()[:16]}.json"
+        name = bot_service_name(strategy_id)
+        try:
+            self._call(name, "s3", "head_object", Bucket=self.configs_bucket_name, Key=key)
+        except BotServiceError as exc:
+            if _error_code(exc.__cause__) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            self._call(
+                name, "s3", "put_object", Bucket=self.configs_bucket_name, Key=key, Body=body,
+                ContentType="application/json",
+            )
+        return f"s3://{self.configs_bucket_name}/{key}"
+
     def delete(self, strategy_id: str) -> ServiceState:
         """Delete the bot's service (its running task is stopped); a missing service is not an error."""
         name = bot_service_name(strategy_id)
@@ -310,6 +404,7 @@ class EcsBotServices(ConfigurableResource):
             **aws_contract.bot_freqtrade_overrides(
                 trading_mode=trading_mode, stake_amount=spec.stake_amount, pairs=spec.pairs
             ),
+            **({MODEL_VERSION_ENV: str(spec.model_version)} if spec.model_version is not None else {}),
         }
         container: dict[str, Any] = {
             "name": BOT_CONTAINER_NAME,
@@ -431,20 +526,6 @@ class EcsBotServices(ConfigurableResource):
             self._call(name, "ecs", "tag_resource", resourceArn=arn, tags=_tag_list(changed))
 
     # --- secrets and calls ----------------------------------------------------------------------
-
-    def _secret_arn(self, spec: BotSpec) -> str:
-        """Full ARN of the spec's exchange secret (ECS needs it to address a JSON key); never its value."""
-        try:
-            return self._call(
-                spec.service_name, "secretsmanager", "describe_secret", SecretId=spec.exchange_secret
-            )["ARN"]
-        except BotServiceError as exc:
-            if _error_code(exc.__cause__) == "ResourceNotFoundException":
-                raise BotSpecError(
-                    f"bot {spec.strategy_id}: exchange secret {spec.exchange_secret!r} does not exist "
-                    f"in Secrets Manager ({self.region_name})"
-                ) from exc
-            raise
 
     def _call(self, service_name: str, aws_service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
         """One AWS call, retried with exponential backoff while throttled."""

@@ -1,12 +1,17 @@
-"""Dry-run bots on one machine: a supervised ``freqtrade trade --dry-run`` process per bot.
+"""Dry-run bots on one machine: a supervised ``tradai run-bot`` process (Freqtrade in dry run) per bot.
 
 Each bot has a directory ``$TRADAI_HOME/bots/<strategy_id>/``:
 
-- ``launch.json``: the command, its environment and the restart policy, written by ``reconcile``;
+- ``launch.json``: the command, its environment and the restart policy, written by ``reconcile``; the
+  environment is the one a bot's container gets (``aws_contract.BOT_ENV`` and the freqtrade overrides,
+  see ``resources.bot_runtime``), with heartbeats going to ``$TRADAI_HOME/bots/state.db`` and, when
+  ``exchange_url`` is set, ``TRADAI_LOCAL_EXCHANGE_URL`` (the bot trades on the local simulated exchange);
 - ``supervisor.pid`` and ``status.json`` (state, bot process id, restarts, last exit code);
 - ``freqtrade.log`` (freqtrade's log, rotated by freqtrade), ``bot.log`` (the process's console
   output, crashes included) and ``supervisor.log`` (starts, exits, restarts);
 - ``trades.sqlite`` and ``user/``: the bot's own freqtrade database and user directory.
+
+``list_bots()`` describes every deployed bot (one with a ``launch.json``).
 
 The supervisor is a detached process (``python -m resources.bot_supervisor supervise <dir>``), so a
 bot outlives the Dagster run that started it; see that module for its restart policy.
@@ -30,6 +35,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources import aws_contract
+from resources.bot_runtime import LOCAL_EXCHANGE_URL
 from resources.bot_services import BotSpec, BotSpecError
 from resources.bot_supervisor import now, read_json, write_json
 
@@ -55,18 +61,39 @@ class LocalBotServices(ConfigurableResource):
 
     home: str | None = Field(default=None, description="TradAI home; $TRADAI_HOME or .tradai/ when None.")
     strategies_dir: str = Field(default=str(REPO_ROOT / "strategies"), description="Freqtrade strategy files.")
-    freqtrade: str = Field(
-        default=str(Path(sys.executable).parent / "freqtrade"), description="The freqtrade executable."
+    tradai: str = Field(
+        default=str(Path(sys.executable).parent / "tradai"),
+        description="The tradai executable; bots run `tradai run-bot`.",
     )
+    arctic_uri: str | None = Field(
+        default=None, description="ArcticDB the bots warm up from; ARCTICDB_URI or $TRADAI_HOME/arctic when None."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow of model strategies; MLFLOW_TRACKING_URI or $TRADAI_HOME/mlflow.db when None."
+    )
+    exchange_url: str | None = Field(
+        default=None,
+        description="URL of the local simulated exchange (resources.local_exchange) the bots trade on; "
+        "$TRADAI_LOCAL_EXCHANGE_URL when None; empty: the real exchange.",
+    )
+    heartbeat_seconds: float = Field(default=60, gt=0, description="How often a bot writes its heartbeat.")
     max_restarts: int = Field(default=3, ge=0, description="Crashes in a row the supervisor restarts.")
     stable_seconds: float = Field(default=300, gt=0, description="A run this long resets the crash count.")
     restart_delay_seconds: float = Field(default=5, ge=0, description="Wait before restarting a crashed bot.")
     stop_timeout_seconds: float = Field(default=30, gt=0, description="Grace after SIGTERM before SIGKILL.")
 
     @property
+    def home_dir(self) -> Path:
+        return Path(self.home or os.environ.get(aws_contract.EnvVar.TRADAI_HOME) or str(REPO_ROOT / ".tradai")).resolve()
+
+    @property
+    def local_exchange_url(self) -> str | None:
+        url = self.exchange_url if self.exchange_url is not None else os.environ.get(LOCAL_EXCHANGE_URL, "")
+        return url.strip() or None
+
+    @property
     def bots_dir(self) -> Path:
-        home = self.home or os.environ.get(aws_contract.EnvVar.TRADAI_HOME) or str(REPO_ROOT / ".tradai")
-        return Path(home).resolve() / "bots"
+        return self.home_dir / "bots"
 
     def bot_dir(self, strategy_id: str) -> Path:
         return self.bots_dir / strategy_id
@@ -130,6 +157,16 @@ class LocalBotServices(ConfigurableResource):
             log_path=bot_dir / "bot.log",
         )
 
+    def list_bots(self) -> list[LocalBotState]:
+        """Every deployed bot (stopped and failed ones included), by strategy id."""
+        if not self.bots_dir.is_dir():
+            return []
+        return [
+            self.describe(bot_dir.name)
+            for bot_dir in sorted(self.bots_dir.iterdir())
+            if (bot_dir / "launch.json").is_file()
+        ]
+
     def delete(self, strategy_id: str) -> LocalBotState:
         """Stop the bot and forget its deployment; its logs and trade database stay for inspection."""
         bot_dir = self.bot_dir(strategy_id)
@@ -143,21 +180,31 @@ class LocalBotServices(ConfigurableResource):
     # --- internals ------------------------------------------------------------------------------
 
     def _launch(self, spec: BotSpec, bot_dir: Path) -> dict[str, Any]:
+        E = aws_contract.EnvVar
+        home = self.home_dir
         environment = {
-            aws_contract.EnvVar.STRATEGY: spec.strategy,
-            aws_contract.EnvVar.STRATEGY_ID: spec.strategy_id,
-            aws_contract.EnvVar.TRADING_MODE: spec.mode,
+            E.STRATEGY: spec.strategy,
+            E.STRATEGY_ID: spec.strategy_id,
+            E.TRADING_MODE: spec.mode,
+            E.CONFIG_PATH: str(Path(spec.config_path).resolve()),
+            E.MLFLOW_TRACKING_URI: self.mlflow_tracking_uri
+            or os.environ.get(E.MLFLOW_TRACKING_URI)
+            or f"sqlite:///{home / 'mlflow.db'}",
+            E.ARCTICDB_S3_URI: self.arctic_uri or os.environ.get(E.ARCTICDB_URI) or f"lmdb://{home / 'arctic'}",
+            E.TRADAI_ENV: "local",
+            E.TRADAI_HOME: str(home),
+            "TRADAI_HEARTBEAT_SECONDS": str(self.heartbeat_seconds),
             **aws_contract.bot_freqtrade_overrides(
                 trading_mode=spec.mode, stake_amount=spec.stake_amount, pairs=spec.pairs
             ),
         }
+        if self.local_exchange_url:
+            environment[LOCAL_EXCHANGE_URL] = self.local_exchange_url
         command = [
-            self.freqtrade,
-            "trade",
-            "--config", str(Path(spec.config_path).resolve()),
-            "--strategy", spec.strategy,
+            self.tradai,
+            "run-bot",
             "--strategy-path", self.strategies_dir,
-            "--dry-run",
+            "--workdir", str(bot_dir),
             "--db-url", f"sqlite:///{bot_dir / 'trades.sqlite'}",
             "--userdir", str(bot_dir / "user"),
             # freqtrade's own log file keeps whole lines (its console output is wrapped to the terminal).

@@ -33,7 +33,7 @@ def text(path: Path) -> str:
 
 
 def stand_in(path: Path, body: str) -> str:
-    """An executable standing in for freqtrade (it receives freqtrade's arguments and ignores them)."""
+    """An executable standing in for `tradai run-bot` (it receives its arguments and ignores them)."""
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
@@ -76,7 +76,7 @@ def local(bots: list[LocalBotServices], **fields) -> LocalBotServices:
 
 
 def test_a_crashed_bot_is_restarted_and_an_unchanged_reconcile_keeps_its_processes(bots, config, tmp_path):
-    services = local(bots, freqtrade=stand_in(tmp_path / "ft", "exec sleep 300"))
+    services = local(bots, tradai=stand_in(tmp_path / "ft", "exec sleep 300"))
 
     started = services.reconcile(spec(config))
     assert started.actions == ("started supervisor",)
@@ -104,7 +104,7 @@ def test_a_crashed_bot_is_restarted_and_an_unchanged_reconcile_keeps_its_process
 
 
 def test_a_changed_spec_restarts_the_bot_with_the_new_settings(bots, config, tmp_path):
-    services = local(bots, freqtrade=stand_in(tmp_path / "ft", "env > \"$PWD/env.txt\"; exec sleep 300"))
+    services = local(bots, tradai=stand_in(tmp_path / "ft", "env > \"$PWD/env.txt\"; exec sleep 300"))
     environment = services.bots_dir / "sample-local" / "env.txt"
 
     first = services.reconcile(spec(config))
@@ -120,7 +120,7 @@ def test_a_changed_spec_restarts_the_bot_with_the_new_settings(bots, config, tmp
 
 
 def test_a_bot_that_keeps_crashing_is_given_up_after_the_restart_limit(bots, config, tmp_path):
-    services = local(bots, freqtrade=stand_in(tmp_path / "ft", "echo broken config; exit 3"), max_restarts=2)
+    services = local(bots, tradai=stand_in(tmp_path / "ft", "echo broken config; exit 3"), max_restarts=2)
 
     services.reconcile(spec(config))
     wait_for(lambda: services.describe("sample-local").status == "failed", 15, "giving up")
@@ -133,7 +133,7 @@ def test_a_bot_that_keeps_crashing_is_given_up_after_the_restart_limit(bots, con
 
 
 def test_delete_forgets_the_bot_but_keeps_its_log(bots, config, tmp_path):
-    services = local(bots, freqtrade=stand_in(tmp_path / "ft", "echo hello; exec sleep 300"))
+    services = local(bots, tradai=stand_in(tmp_path / "ft", "echo hello; exec sleep 300"))
     services.reconcile(spec(config))
     wait_for(lambda: "hello" in text(services.bots_dir / "sample-local" / "bot.log"), 10, "output")
     bot_pid = services.describe("sample-local").bot_pid
