@@ -192,3 +192,66 @@ def wait_graphql_location(url: str, process: subprocess.Popen, timeout: float) -
             pass  # not up yet
         time.sleep(0.5)
     raise TimeoutError(f"{url} had no loaded code location within {timeout}s")
+
+
+# An API in a thread, and a Dagster webserver over a small code location -----------------------------
+
+
+@contextmanager
+def serve_api(app, timeout: float = 20) -> Iterator[str]:
+    """The app under uvicorn on a free port of 127.0.0.1, in a thread of the test process; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="tradai-test-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the API did not start on port {port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def dagster_webserver(root: Path, module: str = "tests.api_location.definitions") -> Iterator[str]:
+    """``dagster-webserver`` over ``module`` with a queued run coordinator and no daemon: runs the API
+    launches are validated and stored, and stay QUEUED. Yields the GraphQL URL."""
+    home = root / "dagster-home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
+        "telemetry:\n  enabled: false\n"
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    env["DAGSTER_HOME"] = str(home)
+    process = _start([str(BIN / "dagster-webserver"), "-m", module, "-h", "127.0.0.1", "-p", str(port)],
+                     REPO, env, root / "dagster-webserver.log")
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        wait_graphql_location(url, process, timeout=90)
+        yield url
+    finally:
+        stop(process)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the code server it started, if still there
+        except ProcessLookupError:
+            pass
+
+
+def queued_run(graphql_url: str, run_id: str) -> dict:
+    """A run as the webserver stores it: job, status, run config, tags and asset selection."""
+    import httpx
+
+    query = """query Run($id: ID!) { runOrError(runId: $id) { ... on Run { jobName status runConfigYaml
+               tags { key value } assetSelection { path } } } }"""
+    run = httpx.post(graphql_url, json={"query": query, "variables": {"id": run_id}}, timeout=10).json()["data"]["runOrError"]
+    import yaml
+
+    return {**run, "runConfig": yaml.safe_load(run["runConfigYaml"]) or {}, "tags": {t["key"]: t["value"] for t in run["tags"]}}

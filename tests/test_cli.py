@@ -86,7 +86,9 @@ def test_token_is_accepted_by_the_api_with_the_scopes_asked(tmp_path):
 def test_token_defaults_to_every_scope_and_needs_the_secret():
     minted = run("token", env={"TRADAI_API_JWT_SECRET": SECRET, "TRADAI_API_JWT_TTL_MINUTES": "30"})
     claims = jwt.decode(minted.output.strip(), SECRET, algorithms=["HS256"])
-    assert set(claims["scope"].split()) == {"backtests:read", "backtests:run", "data:read", "data:sync"}
+    assert set(claims["scope"].split()) == {
+        "backtests:read", "backtests:run", "data:read", "data:sync", "models:read", "models:write", "bots:read", "bots:write",
+    }
     assert claims["exp"] - claims["iat"] == 1800
     missing = run("token", env={"TRADAI_API_JWT_SECRET": ""})
     assert missing.exit_code == 1 and "TRADAI_API_JWT_SECRET is not set" in missing.output

@@ -1,4 +1,4 @@
-"""``tradai``: backtests, strategies and market data from the shell, through the HTTP API.
+"""``tradai``: backtests, strategies, market data, models and bots from the shell, through the HTTP API.
 
 The API's URL and token come from ``TRADAI_API_URL`` / ``TRADAI_API_TOKEN`` or the config file
 (see ``tradai_assets.client``). ``tradai token`` and ``tradai strategy new`` work without the API.
@@ -17,6 +17,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from tradai_assets.api.auth import ALL_SCOPES
 from tradai_assets.client import ApiError, TradaiClient, format_detail
 
 console = Console(highlight=False)
@@ -93,7 +94,7 @@ def progress_printer(label: str):
 @click.group()
 @click.version_option(package_name="tradai")
 def main() -> None:
-    """TradAI: backtests, strategies and market data through the TradAI API."""
+    """TradAI: backtests, strategies, market data, models and bots through the TradAI API."""
 
 
 # Backtests ----------------------------------------------------------------------------------------
@@ -314,6 +315,187 @@ def data_sync(exchange, market_type, start, end, wait):
             sys.exit(1)
 
 
+# Models -------------------------------------------------------------------------------------------
+
+
+def version_text(version: int | None) -> str:
+    return "" if version is None else f"v{version}"
+
+
+@main.group()
+def models() -> None:
+    """Model strategies: versions, aliases, audit log; promote, roll back, retrain."""
+
+
+@models.command("list")
+def models_list():
+    """Model strategies and the versions their aliases point at."""
+    with client() as api:
+        items = call(api.models)
+    table = Table(show_header=True)
+    for column in ("model", "champion", "challenger", "previous", "file", "problem"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        aliases = item["aliases"]
+        table.add_row(
+            item["name"], version_text(aliases.get("champion")), version_text(aliases.get("challenger")),
+            version_text(aliases.get("previous")), item["file"] or "",
+            item["problem"] or ("" if item["registered"] else "not trained yet"),
+        )
+    console.print(table)
+
+
+@models.command("versions")
+@click.argument("name")
+def models_versions(name):
+    """NAME's versions, newest first, with their aliases and training metrics."""
+    with client() as api:
+        items = call(api.model_versions, name)
+    metric_names = sorted({m for v in items for m in v["metrics"]})[:6]
+    table = Table(title=name, show_header=True)
+    for column in ("version", "aliases", "created (UTC)", "run id", *metric_names):
+        table.add_column(column, overflow="fold")
+    for v in items:
+        table.add_row(
+            version_text(v["version"]), ", ".join(v["aliases"]), short_time(v["created_at"]), v["run_id"] or "",
+            *(number(v["metrics"][m]) if m in v["metrics"] else "" for m in metric_names),
+        )
+    console.print(table)
+
+
+@models.command("audit")
+@click.argument("name")
+def models_audit(name):
+    """Every decision and alias move of NAME, oldest first."""
+    with client() as api:
+        items = call(api.model_audit, name)
+    table = Table(title=f"{name}: audit log", show_header=True)
+    for column in ("time (UTC)", "event", "trigger", "champion", "previous", "challenger", "p-value"):
+        table.add_column(column, overflow="fold")
+    for e in items:
+        moved = f"{version_text(e['champion_before']) or '-'} -> {version_text(e['champion_after']) or '-'}"
+        table.add_row(
+            e["time"][:19].replace("T", " "), e["event"], e["trigger"], moved, version_text(e["previous_after"]),
+            version_text(e["challenger"]), "" if e["p_value"] is None else f"{e['p_value']:.4g}",
+        )
+    console.print(table)
+
+
+def show_move(move: dict[str, Any]) -> None:
+    console.print(
+        f"{move['name']}: {move['event']} champion {version_text(move['champion_before']) or '-'} -> "
+        f"{version_text(move['champion_after'])} (previous {version_text(move['previous_after']) or '-'}), "
+        f"trigger {move['trigger']}"
+    )
+
+
+@models.command("promote")
+@click.argument("name")
+@click.option("--version", type=click.IntRange(min=1), help="the version to promote (default the challenger)")
+def models_promote(name, version):
+    """Make NAME's challenger (or --version) the champion, recorded in the audit log."""
+    with client() as api:
+        show_move(call(api.promote, name, version))
+
+
+@models.command("rollback")
+@click.argument("name")
+@click.option("--to", "to_version", type=click.IntRange(min=1), help="the version to go back to (default previous)")
+def models_rollback(name, to_version):
+    """Move NAME's champion back to the previous version (or --to), recorded in the audit log."""
+    with client() as api:
+        show_move(call(api.rollback, name, to_version))
+
+
+@models.command("train")
+@click.argument("name")
+def models_train(name):
+    """Retrain NAME now (a run materialising strategies/NAME/model)."""
+    with client() as api:
+        run = call(api.train, name)
+    console.print(f"job {run['job_id']} {run['asset']} {run['status']}  {run['links']['dagster_run']}")
+
+
+# Bots ---------------------------------------------------------------------------------------------
+
+
+def bots_table(bots: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, show_header=True)
+    for column in ("strategy", "bot id", "mode", "state", "heartbeat", "age", "healthy", "open trades", "profit"):
+        table.add_column(column, overflow="fold")
+    for b in bots:
+        beat = b["heartbeat"]
+        table.add_row(
+            b["strategy"] or "", b["strategy_id"] or "", b["mode"] or "", b["state"],
+            beat["status"] if beat else "none", human_age(beat["age_seconds"]) if beat else "",
+            "yes" if b["healthy"] else "[red]no[/red]",
+            str(beat["open_trades"]) if beat else "", number(beat["profit"]) if beat else "",
+        )
+    return table
+
+
+@main.group()
+def bots() -> None:
+    """Live and dry-run bots: health, start, stop, the kill switch."""
+
+
+@bots.command("list")
+def bots_list():
+    """Every bot with its state, last heartbeat and health."""
+    with client() as api:
+        report = call(api.bots)
+    console.print(bots_table(report["items"], f"checked {report['checked_at'][:19]} UTC; "
+                                              f"healthy = heartbeat under {report['max_heartbeat_age_seconds']:g} s"))
+
+
+@bots.command("status")
+@click.argument("name")
+def bots_status(name):
+    """One bot (by strategy class name or bot id), with what its backend reports."""
+    with client() as api:
+        bot = call(api.bot, name)
+    console.print(bots_table([bot]))
+    for key, value in bot["backend"].items():
+        if value not in (None, "", [], {}):
+            console.print(f"  {key}: {value}")
+
+
+@bots.command("start")
+@click.argument("name")
+@click.option("--mode", type=click.Choice(["dry_run", "live"]), default="dry_run", show_default=True)
+@click.option("--force", is_flag=True, help="deploy even though the latest backtest failed")
+def bots_start(name, mode, force):
+    """Deploy NAME's bot (a run materialising strategies/NAME/deployment; its interlocks apply)."""
+    with client() as api:
+        run = call(api.start_bot, name, mode=mode, force=force)
+    console.print(f"job {run['job_id']} {run['asset']} {run['status']}  {run['links']['dagster_run']}")
+
+
+@bots.command("stop")
+@click.argument("name")
+def bots_stop(name):
+    """Stop NAME's bot (a run materialising strategies/NAME/deployment with mode stopped)."""
+    with client() as api:
+        run = call(api.stop_bot, name)
+    console.print(f"job {run['job_id']} {run['asset']} {run['status']}  {run['links']['dagster_run']}")
+
+
+@bots.command("kill-switch")
+@click.option("--include-dry-run", is_flag=True, help="stop the dry-run bots too")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def bots_kill_switch(include_dry_run, yes):
+    """Stop every live bot at once."""
+    which = "every live and dry-run bot" if include_dry_run else "every live bot"
+    if not yes and not click.confirm(f"Stop {which} now?", default=False, err=True):
+        fail("not confirmed; nothing stopped")
+    with client() as api:
+        result = call(api.kill_switch, include_dry_run=include_dry_run)
+    stopped = result["stopped"]
+    console.print(f"kill switch: stopped {len(stopped)} bot(s)")
+    for s in stopped:
+        console.print(f"  {s.get('strategy_id', s)} {s.get('status', '')} {' '.join(s.get('actions') or [])}".rstrip())
+
+
 # Tokens -------------------------------------------------------------------------------------------
 
 
@@ -321,14 +503,14 @@ def data_sync(exchange, market_type, start, end, wait):
 @click.option("--subject", default=lambda: os.environ.get("USER", "developer"), show_default="$USER",
               help="the token's sub claim: who the API sees (rate limits are per subject)")
 @click.option("--scope", "scopes", multiple=True,
-              type=click.Choice(["backtests:read", "backtests:run", "data:read", "data:sync"]),
-              help="repeatable; default all four")
+              type=click.Choice(list(ALL_SCOPES)),
+              help="repeatable; default every scope")
 @click.option("--ttl-minutes", type=click.FloatRange(min=1), default=None,
               help="lifetime (default TRADAI_API_JWT_TTL_MINUTES, else 720)")
 def token(subject, scopes, ttl_minutes):
     """Mint a development token signed with TRADAI_API_JWT_SECRET (hs256 mode)."""
     from resources.aws_contract import EnvVar
-    from tradai_assets.api.auth import ALL_SCOPES, mint_token
+    from tradai_assets.api.auth import mint_token
 
     secret = os.environ.get(EnvVar.API_JWT_SECRET)
     if not secret:
@@ -339,6 +521,25 @@ def token(subject, scopes, ttl_minutes):
         algorithm=os.environ.get(EnvVar.API_JWT_ALGORITHM, "HS256"),
         issuer=os.environ.get("TRADAI_API_JWT_ISSUER"), audience=os.environ.get("TRADAI_API_JWT_AUDIENCE"),
     ))
+
+
+# Bot entrypoint -----------------------------------------------------------------------------------
+
+
+@main.command("run-bot")
+@click.option("--strategy-path", type=click.Path(file_okay=False),
+              help="strategy files (default: TRADAI_STRATEGIES, else the repository's strategies/)")
+@click.option("--workdir", type=click.Path(file_okay=False), help="the bot's working files (default: current directory)")
+@click.option("--db-url", help="freqtrade's trade database (default: freqtrade's, in the working directory)")
+@click.option("--userdir", type=click.Path(file_okay=False), help="freqtrade's user directory (default: WORKDIR/user_data)")
+@click.option("--logfile", type=click.Path(dir_okay=False), help="freqtrade's log file (default: console only)")
+def run_bot(strategy_path, workdir, db_url, userdir, logfile):
+    """Run one bot from its deployment's environment (STRATEGY, STRATEGY_ID, TRADING_MODE, CONFIG_PATH ...).
+
+    Runs Freqtrade's trading loop until SIGTERM, with heartbeats to the trading-state store; see docs/bots.md."""
+    from resources.bot_runtime import main as run_bot_main
+
+    sys.exit(run_bot_main(strategy_path=strategy_path, workdir=workdir, db_url=db_url, userdir=userdir, logfile=logfile))
 
 
 if __name__ == "__main__":

@@ -219,3 +219,49 @@ class TradaiClient:
 
     def sync_status(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/data/sync/{job_id}")
+
+    # Models -------------------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        """Model strategies and registered models, with their aliases."""
+        return self.request("GET", "/api/v1/models")["items"]
+
+    def model_versions(self, name: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v1/models/{name}/versions")["items"]
+
+    def model_audit(self, name: str) -> list[dict[str, Any]]:
+        """Every decision and alias move, oldest first."""
+        return self.request("GET", f"/api/v1/models/{name}/audit")["items"]
+
+    def promote(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """Make the challenger (or ``version``) the champion."""
+        return self.request("POST", f"/api/v1/models/{name}/promote", json={} if version is None else {"version": version})
+
+    def rollback(self, name: str, to_version: int | None = None) -> dict[str, Any]:
+        """Move the champion back to ``previous`` (or ``to_version``)."""
+        body = {} if to_version is None else {"to_version": to_version}
+        return self.request("POST", f"/api/v1/models/{name}/rollback", json=body)
+
+    def train(self, name: str) -> dict[str, Any]:
+        """Launch a run materialising the model's training asset."""
+        return self.request("POST", f"/api/v1/models/{name}/train")
+
+    # Bots ---------------------------------------------------------------------------------------
+
+    def bots(self) -> dict[str, Any]:
+        """Every bot with its backend state and health: ``{checked_at, max_heartbeat_age_seconds, items}``."""
+        return self.request("GET", "/api/v1/bots")
+
+    def bot(self, name: str) -> dict[str, Any]:
+        """A bot by strategy class name or bot id."""
+        return self.request("GET", f"/api/v1/bots/{name}")
+
+    def start_bot(self, name: str, *, mode: str = "dry_run", force: bool = False) -> dict[str, Any]:
+        return self.request("POST", f"/api/v1/bots/{name}/start", json={"mode": mode, "force": force})
+
+    def stop_bot(self, name: str) -> dict[str, Any]:
+        return self.request("POST", f"/api/v1/bots/{name}/stop")
+
+    def kill_switch(self, *, include_dry_run: bool = False) -> dict[str, Any]:
+        """Stop every live bot (and the dry-run ones too with ``include_dry_run``) at once."""
+        return self.request("POST", "/api/v1/bots/kill-switch", json={"include_dry_run": include_dry_run})

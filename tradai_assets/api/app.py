@@ -12,9 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradai_assets.api.dagster_client import DagsterError, DagsterUnavailable
 from tradai_assets.api.deps import Services
-from tradai_assets.api.routes import backtests, data, health, strategies
+from tradai_assets.api.routes import backtests, bots, data, health, models, strategies
 from tradai_assets.api.settings import ApiSettings
-from tradai_assets.api.stores import warm_up
+from tradai_assets.api.stores import BotBackends, warm_up
 
 
 class BodySizeLimit:
@@ -64,8 +64,9 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def create_app(settings: ApiSettings) -> FastAPI:
-    svc = Services.build(settings)
+def create_app(settings: ApiSettings, bot_backends: BotBackends | None = None) -> FastAPI:
+    """``bot_backends`` replaces the bot backends the settings pick (local processes or ECS)."""
+    svc = Services.build(settings, bot_backends)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -77,8 +78,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(
         title="TradAI API",
         version="1",
-        description="Backtests, strategies and market data of TradAI. Every route but /api/v1/health needs a "
-        "bearer JWT whose `scope` claim holds the route's scope (backtests:read, backtests:run, data:read, data:sync).",
+        description="Backtests, strategies, market data, models and bots of TradAI. Every route but /api/v1/health "
+        "needs a bearer JWT whose `scope` claim holds the route's scope (backtests:read, backtests:run, data:read, "
+        "data:sync, models:read, models:write, bots:read, bots:write).",
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
@@ -93,7 +95,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def dagster_error(request: Request, exc: DagsterError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=502)
 
-    for module in (health, backtests, strategies, data):
+    for module in (health, backtests, strategies, data, models, bots):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -20,7 +20,11 @@ BACKTESTS_READ = "backtests:read"
 BACKTESTS_RUN = "backtests:run"
 DATA_READ = "data:read"
 DATA_SYNC = "data:sync"
-ALL_SCOPES = (BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC)
+MODELS_READ = "models:read"
+MODELS_WRITE = "models:write"
+BOTS_READ = "bots:read"
+BOTS_WRITE = "bots:write"
+ALL_SCOPES = (BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC, MODELS_READ, MODELS_WRITE, BOTS_READ, BOTS_WRITE)
 # Tolerated clock difference between the token's issuer and this process.
 LEEWAY_SECONDS = 30
 

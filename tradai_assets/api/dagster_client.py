@@ -28,6 +28,8 @@ METADATA_FIELDS = """
 RUN_FIELDS = "runId jobName status creationTime startTime endTime runConfigYaml tags { key value }"
 
 FINISHED_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+# Dagster's job over every asset of a repository, which the UI's Materialize button runs with a selection.
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"
 
 
 class DagsterUnavailable(RuntimeError):
@@ -69,6 +71,14 @@ class RunOutcome:
 
     output_metadata: dict[str, dict[str, Any]]
     errors: list[str]
+
+
+@dataclass(frozen=True)
+class AssetNode:
+    location: str
+    repository: str
+    op_names: tuple[str, ...]
+    job_names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,45 @@ class DagsterClient:
 
     def launch_run(self, job_name: str, run_config: dict[str, Any], tags: dict[str, str]) -> RunRecord:
         location, repository = self.job_location(job_name)
+        return self._launch({"repositoryLocationName": location, "repositoryName": repository, "jobName": job_name},
+                            run_config, tags, job_name)
+
+    def asset_node(self, asset_key: list[str]) -> AssetNode | None:
+        """Where an asset is defined and by which op; None when no loaded code location defines it."""
+        data = self.query(
+            """query Node($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename
+                 ... on AssetNode { opNames jobNames repository { name location { name } } }
+                 ... on AssetNotFoundError { message } } }""",
+            {"key": {"path": asset_key}},
+        )
+        result = data["assetNodeOrError"]
+        if result["__typename"] == "AssetNotFoundError":
+            return None
+        node = self._expect(result, "AssetNode", f"reading asset {'/'.join(asset_key)}")
+        return AssetNode(
+            location=node["repository"]["location"]["name"], repository=node["repository"]["name"],
+            op_names=tuple(node["opNames"]), job_names=tuple(node["jobNames"]),
+        )
+
+    def launch_asset_run(
+        self, asset_key: list[str], op_config: dict[str, Any] | None, tags: dict[str, str]
+    ) -> RunRecord:
+        """Materialise one asset, as the UI's Materialize button does (the implicit asset job with an
+        asset selection), with ``op_config`` as the config of the asset's op."""
+        node = self.asset_node(asset_key)
+        what = "/".join(asset_key)
+        if node is None:
+            raise AssetNotFound(f"no loaded Dagster code location defines the asset {what}")
+        job_name = IMPLICIT_ASSET_JOB if IMPLICIT_ASSET_JOB in node.job_names or not node.job_names else node.job_names[0]
+        run_config = {"ops": {node.op_names[0]: {"config": op_config}}} if op_config is not None and node.op_names else {}
+        selector = {
+            "repositoryLocationName": node.location, "repositoryName": node.repository, "jobName": job_name,
+            "assetSelection": [{"path": asset_key}],
+        }
+        return self._launch(selector, run_config, tags, f"{job_name} ({what})")
+
+    def _launch(self, selector: dict[str, Any], run_config: dict[str, Any], tags: dict[str, str], what: str) -> RunRecord:
+        job_name = selector["jobName"]
         data = self.query(
             f"""mutation Launch($params: ExecutionParams!) {{ launchRun(executionParams: $params) {{
                  __typename
@@ -185,18 +234,18 @@ class DagsterClient:
                  ... on RunConflict {{ message }}
                  ... on UnauthorizedError {{ message }} }} }}""",
             {"params": {
-                "selector": {"repositoryLocationName": location, "repositoryName": repository, "jobName": job_name},
+                "selector": selector,
                 "runConfigData": run_config,
                 "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
             }},
         )
         result = data["launchRun"]
         if result["__typename"] == "RunConfigValidationInvalid":
-            raise DagsterError(f"{job_name}: run config refused: " + "; ".join(e["message"] for e in result["errors"]))
+            raise DagsterError(f"{what}: run config refused: " + "; ".join(e["message"] for e in result["errors"]))
         if result["__typename"] == "PipelineNotFoundError":
             with self._lock:  # the code location was reloaded or moved: look it up again next time
                 self._locations.pop(job_name, None)
-        return RunRecord.from_graphql(self._expect(result, "LaunchRunSuccess", f"launching {job_name}")["run"])
+        return RunRecord.from_graphql(self._expect(result, "LaunchRunSuccess", f"launching {what}")["run"])
 
     def run(self, run_id: str) -> RunRecord | None:
         data = self.query(
@@ -290,6 +339,10 @@ class DagsterClient:
             return None
         event = events[0]
         return Materialization(event["runId"], int(event["timestamp"]), metadata_values(event["metadataEntries"]))
+
+
+class AssetNotFound(DagsterError):
+    """No loaded code location defines the asset (the route answers 404)."""
 
 
 class RunNotTerminable(DagsterError):

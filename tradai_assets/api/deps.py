@@ -14,7 +14,7 @@ from tradai_assets.api.auth import Authenticator, AuthError, JwksUnavailable, Mi
 from tradai_assets.api.dagster_client import DagsterClient, RunOutcome
 from tradai_assets.api.ratelimit import RateLimiter, retry_after_header
 from tradai_assets.api.settings import ApiSettings
-from tradai_assets.api.stores import BacktestArtifacts, MarketData
+from tradai_assets.api.stores import BacktestArtifacts, BotBackends, MarketData, ModelStore
 
 # Declares the bearer scheme in the OpenAPI document (the Authorize button at /docs); the header is
 # checked by ``authorize`` so that every failure gets the same 401 with a reason.
@@ -29,6 +29,8 @@ class Services:
     limiter: RateLimiter
     artifacts: BacktestArtifacts
     market_data: MarketData
+    models: ModelStore
+    bots_override: BotBackends | None = None
     # Serialises "is there a run for this idempotency key? no: launch one" within this process.
     launch_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -36,8 +38,13 @@ class Services:
         # A finished run's events never change: remember the latest outcomes.
         self.finished_run_outcome = functools.lru_cache(maxsize=256)(self.dagster.run_outcome)
 
+    @functools.cached_property
+    def bots(self) -> BotBackends:
+        """Built on first use: the resources import Dagster, which takes seconds."""
+        return self.bots_override or BotBackends.from_settings(self.settings)
+
     @classmethod
-    def build(cls, settings: ApiSettings) -> "Services":
+    def build(cls, settings: ApiSettings, bots: BotBackends | None = None) -> "Services":
         return cls(
             settings=settings,
             dagster=DagsterClient(settings.dagster_graphql_url, timeout=settings.dagster_timeout_seconds),
@@ -45,6 +52,8 @@ class Services:
             limiter=RateLimiter(),
             artifacts=BacktestArtifacts(settings.mlflow_tracking_uri),
             market_data=MarketData(settings.arctic_uri, settings.universe_path),
+            models=ModelStore(settings.mlflow_tracking_uri, settings.arctic_uri),
+            bots_override=bots,
         )
 
     def run_outcome(self, run_id: str, finished: bool) -> RunOutcome:

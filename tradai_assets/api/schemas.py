@@ -247,3 +247,125 @@ class ComponentHealth(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, ComponentHealth]
+
+
+# Models -------------------------------------------------------------------------------------------
+
+
+class ModelSummary(BaseModel):
+    name: str = Field(description="The registered model's name: the model strategy's class name")
+    file: str | None = Field(description="The strategy file; null for a registered model without one")
+    registered: bool = Field(description="Whether the registry has a version of it yet")
+    aliases: dict[str, int] = Field(description="champion, challenger, previous: the version each points at")
+    problem: str | None = None
+
+
+class ModelList(BaseModel):
+    items: list[ModelSummary]
+
+
+class ModelVersion(BaseModel):
+    version: int
+    aliases: list[str]
+    created_at: dt.datetime
+    run_id: str | None
+    status: str | None
+    metrics: dict[str, float] = Field(description="The training run's metrics (per-fold and overall)")
+
+
+class ModelVersions(BaseModel):
+    name: str
+    items: list[ModelVersion]
+
+
+class AuditEvent(BaseModel):
+    time: dt.datetime
+    event: str = Field(description="challenger, promote, keep, inconclusive or rollback")
+    trigger: str = Field(description="Who or what asked: a sensor, a run, api:<subject>")
+    champion_before: int | None
+    champion_after: int | None
+    previous_after: int | None
+    challenger: int | None
+    p_value: float | None
+    details: dict[str, Any]
+
+
+class AuditLog(BaseModel):
+    name: str
+    items: list[AuditEvent] = Field(description="Oldest first")
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(default=None, ge=1, description="The version to promote; default the challenger")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_version: int | None = Field(default=None, ge=1, description="The version to go back to; default previous")
+
+
+class AliasMove(BaseModel):
+    name: str
+    event: str
+    champion_before: int | None
+    champion_after: int | None
+    previous_after: int | None
+    trigger: str
+    aliases: dict[str, int] = Field(description="The aliases after the move")
+
+
+class RunAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    asset: str = Field(description="The asset the run materialises")
+    links: Links
+
+
+# Bots ---------------------------------------------------------------------------------------------
+
+
+class BotHeartbeat(BaseModel):
+    status: str = Field(description="What the bot last reported: starting, running, stopped or error")
+    last_heartbeat: dt.datetime
+    age_seconds: float
+    open_trades: int
+    profit: float = Field(description="Closed and open profit in the stake currency")
+
+
+class Bot(BaseModel):
+    strategy: str | None = Field(description="The strategy class; null when the backend does not say")
+    strategy_id: str | None = Field(description="The bot's id (its service or directory); null when not deployed")
+    mode: str | None = Field(description="dry_run or live as deployed; null when unknown")
+    state: str = Field(description="The backend's state: running, starting, failed, stopped (local); ACTIVE, DRAINING (ECS); absent")
+    backend: dict[str, Any] = Field(description="What the backend reports: pids and restarts, or desired and running counts")
+    heartbeat: BotHeartbeat | None
+    healthy: bool = Field(description="Running or starting, with a heartbeat younger than the limit (180 s by default)")
+
+
+class BotList(BaseModel):
+    checked_at: dt.datetime
+    max_heartbeat_age_seconds: float
+    items: list[Bot]
+
+
+class BotStartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["dry_run", "live"] = "dry_run"
+    force: bool = Field(default=False, description="Deploy even though the strategy's latest backtest failed")
+
+
+class KillSwitchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_dry_run: bool = Field(default=False, description="Stop the dry-run bots too")
+
+
+class KillSwitchResult(BaseModel):
+    requested_by: str
+    include_dry_run: bool
+    stopped: list[dict[str, Any]] = Field(description="Every bot stopped, as its backend reports it")
+    left_running: list[dict[str, Any]] = Field(description="Running dry-run bots left alone (without include_dry_run)")

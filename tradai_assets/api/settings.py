@@ -75,6 +75,18 @@ class ApiSettings:
     universe_path: Path = field(default_factory=tradai_settings.universe_path)
     warm_up: bool = True
     """Import the storage libraries in the background at start-up so the first request is not slow."""
+    tradai_env: str = "local"
+    """Which backends hold the bots and their heartbeats: local processes and SQLite, or ECS and DynamoDB."""
+    tradai_home: Path = field(default_factory=tradai_settings.tradai_home)
+    """Locally: the bots' directories and heartbeat database live under ``<home>/bots``."""
+    stack: str | None = None
+    """On AWS: dev, staging or prod (names the ECS cluster and the trading-state table)."""
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+    ecs_cluster: str | None = None
+    """On AWS: the bots' cluster; the stack's cluster when None."""
+    heartbeat_max_age_seconds: float = 180.0
+    """A bot whose last heartbeat is older than this is unhealthy."""
 
     def __post_init__(self) -> None:
         if self.auth_mode not in AUTH_MODES:
@@ -96,6 +108,12 @@ class ApiSettings:
             ]
             if missing:
                 raise SettingsError(f"{EnvVar.API_AUTH}=jwks needs {', '.join(missing)}")
+        if self.tradai_env not in tradai_settings.ENVIRONMENTS:
+            raise SettingsError(
+                f"{EnvVar.TRADAI_ENV}={self.tradai_env!r}: expected one of {', '.join(tradai_settings.ENVIRONMENTS)}"
+            )
+        if self.tradai_env == "aws" and not self.stack:
+            raise SettingsError(f"{EnvVar.TRADAI_ENV}=aws needs {EnvVar.TRADAI_STACK}")
         if self.max_body_bytes < 1:
             raise SettingsError("TRADAI_API_MAX_BODY_BYTES must be positive")
 
@@ -129,4 +147,11 @@ class ApiSettings:
             dagster_graphql_url=env.get(EnvVar.DAGSTER_GRAPHQL_URL, DEFAULT_GRAPHQL_URL),
             mlflow_tracking_uri=env.get(EnvVar.MLFLOW_TRACKING_URI, tradai_settings.local_mlflow_uri()),
             arctic_uri=env.get(EnvVar.ARCTICDB_URI, tradai_settings.local_arctic_uri()),
+            tradai_env=env.get(EnvVar.TRADAI_ENV, "local"),
+            tradai_home=Path(env.get(EnvVar.TRADAI_HOME, tradai_settings.tradai_home())).resolve(),
+            stack=env.get(EnvVar.TRADAI_STACK),
+            aws_region=env.get(EnvVar.AWS_REGION),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL"),
+            ecs_cluster=env.get(EnvVar.ECS_CLUSTER),
+            heartbeat_max_age_seconds=number("TRADAI_API_HEARTBEAT_MAX_AGE_SECONDS", 180.0),
         )

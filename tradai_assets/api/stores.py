@@ -136,3 +136,60 @@ class MarketData:
     def check(self) -> str:
         libraries = self._arctic().arctic.list_libraries()
         return f"{_redacted(self.arctic_uri)} answers ({len(libraries)} libraries)"
+
+
+class ModelStore:
+    """MLflow's model registry and the audit log beside the candles in ArcticDB, through the product's
+    ``ModelRegistry``. Changes to one model are serialised within this process (the audit log is
+    append-only, and ArcticDB keeps the last writer's version of a symbol)."""
+
+    def __init__(self, tracking_uri: str, arctic_uri: str):
+        self.tracking_uri = tracking_uri
+        self.arctic_uri = arctic_uri
+        self._registry = None
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def registry(self):
+        if self._registry is None:
+            from resources.arctic import ArcticStore
+            from resources.model_registry import ModelRegistry
+
+            self._registry = ModelRegistry(tracking_uri=self.tracking_uri, store=ArcticStore(uri=self.arctic_uri))
+        return self._registry
+
+    def lock(self, model: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(model, threading.Lock())
+
+
+class BotBackends:
+    """Where the bots run and where they report: ``bot_services`` (local supervised processes, or ECS
+    services) and ``trading_state`` (heartbeats in SQLite, or DynamoDB), picked by ``TRADAI_ENV`` as
+    the code location picks them. The API only reads and stops services: it never registers task
+    definitions, so the ECS backend's network and role fields stay empty here."""
+
+    def __init__(self, bot_services: Any, trading_state: Any):
+        self.bot_services = bot_services
+        self.trading_state = trading_state
+
+    @classmethod
+    def from_settings(cls, settings) -> "BotBackends":
+        if settings.tradai_env == "aws":
+            from resources.bot_services import EcsBotServices
+            from resources.trading_state import DynamoTradingState
+
+            aws = {"region": settings.aws_region, "endpoint_url": settings.aws_endpoint_url}
+            services = EcsBotServices(
+                stack=settings.stack, cluster=settings.ecs_cluster, subnet_ids=[], security_group_ids=[],
+                execution_role_arn="", task_role_arn="", owner="", cost_center="", **aws,
+            )
+            return cls(services, DynamoTradingState(stack=settings.stack, **aws))
+        from resources.local_bots import LocalBotServices
+        from resources.trading_state import SqliteTradingState
+
+        home = Path(settings.tradai_home)
+        return cls(
+            LocalBotServices(home=str(home), strategies_dir=str(settings.strategies_dir)),
+            SqliteTradingState(path=str(home / "bots" / "state.db")),
+        )
