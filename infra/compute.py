@@ -38,6 +38,7 @@ class Compute:
     services: dict[str, aws.ecs.Service]
     app_image: pulumi.Output[str]
     dagster_image: pulumi.Output[str]
+    bot_image: pulumi.Output[str]
 
 
 def dagster_environment(
@@ -71,6 +72,37 @@ def dagster_environment(
         EnvVar.ECS_EXECUTION_ROLE_ARN: execution_role_arn,
         EnvVar.RUN_LOG_GROUP: run_log_group,
         EnvVar.DAGSTER_PG_URL_SECRET_ARN: database_url_secret_arn,
+    }
+
+
+def bot_management_environment(
+    env: str,
+    region: str,
+    *,
+    subnet_ids: list[str],
+    security_group_id: str,
+    execution_role_arn: str,
+    bot_role_arn: str,
+    bot_image: str,
+    alerts_topic_arn: str,
+    allow_live: bool,
+    owner: str,
+    cost_center: str,
+) -> dict[str, str]:
+    """What runs, sensors and the API need to manage the bots' ECS services and to notify."""
+    return {
+        EnvVar.TRADAI_STACK: env,
+        EnvVar.AWS_REGION: region,
+        EnvVar.ECS_CLUSTER: aws_contract.cluster_name(env),
+        EnvVar.RUN_SUBNET_IDS: ",".join(subnet_ids),
+        EnvVar.RUN_SECURITY_GROUP_IDS: security_group_id,
+        EnvVar.ECS_EXECUTION_ROLE_ARN: execution_role_arn,
+        EnvVar.BOT_TASK_ROLE_ARN: bot_role_arn,
+        EnvVar.BOT_IMAGE: bot_image,
+        EnvVar.ALERTS_TOPIC_ARN: alerts_topic_arn,
+        EnvVar.ALLOW_LIVE: "true" if allow_live else "false",
+        EnvVar.OWNER: owner,
+        EnvVar.COST_CENTER: cost_center,
     }
 
 
@@ -133,6 +165,7 @@ def create_compute(
     roles: Roles,
     logs: LogGroups,
     edge: Edge,
+    alerts: aws.sns.Topic,
 ) -> Compute:
     env, region = settings.env, settings.region
     cluster = aws.ecs.Cluster(
@@ -176,16 +209,35 @@ def create_compute(
     )
     subnet_ids = [subnet.id for subnet in network.private_subnets]
 
-    dagster_env = pulumi.Output.all(
-        logs_bucket=storage.buckets["logs"].bucket,
+    bot_image = pulumi.Output.concat(storage.repositories["bot"].repository_url, ":", settings.image_tag)
+    bot_env = pulumi.Output.all(
         subnet_ids=pulumi.Output.all(*subnet_ids),
         security_group_id=groups.ecs.id,
-        run_role_arn=roles.run.arn,
         execution_role_arn=roles.execution.arn,
-        run_log_group=logs["dagster-runs"].name,
-        database_url_secret_arn=secrets.dagster_database_url.arn,
+        bot_role_arn=roles.bot.arn,
+        bot_image=bot_image,
+        alerts_topic_arn=alerts.arn,
     ).apply(
-        lambda a: dagster_environment(env, region, mlflow_ui_url=f"https://{settings.host('mlflow')}", **a)
+        lambda a: bot_management_environment(
+            env, region, allow_live=settings.allow_live, owner=settings.owner, cost_center=settings.cost_center, **a
+        )
+    )
+    dagster_env = pulumi.Output.all(
+        bot_env,
+        pulumi.Output.all(
+            logs_bucket=storage.buckets["logs"].bucket,
+            subnet_ids=pulumi.Output.all(*subnet_ids),
+            security_group_id=groups.ecs.id,
+            run_role_arn=roles.run.arn,
+            execution_role_arn=roles.execution.arn,
+            run_log_group=logs["dagster-runs"].name,
+            database_url_secret_arn=secrets.dagster_database_url.arn,
+        ),
+    ).apply(
+        lambda a: {
+            **a[0],
+            **dagster_environment(env, region, mlflow_ui_url=f"https://{settings.host('mlflow')}", **a[1]),
+        }
     )
     dagster_secrets = secrets.dagster_database_url.arn.apply(lambda arn: {EnvVar.DAGSTER_PG_URL: arn})
 
@@ -342,7 +394,8 @@ def create_compute(
             container(
                 "api",
                 app_image,
-                pulumi.Output.from_input(
+                pulumi.Output.all(
+                    bot_env,
                     {
                         EnvVar.TRADAI_ENV: "aws",
                         EnvVar.TRADAI_STACK: env,
@@ -359,8 +412,8 @@ def create_compute(
                         ),
                         EnvVar.API_JWT_AUDIENCE: edge.api_client.id,
                         EnvVar.API_SCOPE_PREFIX: f"{aws_contract.API_RESOURCE_SERVER}/",
-                    }
-                ),
+                    },
+                ).apply(lambda a: {**a[0], **a[1]}),
                 secrets.api_jwt.arn.apply(
                     lambda arn: {
                         name: aws_contract.json_key_reference(arn, key)
@@ -448,6 +501,7 @@ def create_compute(
         services=services,
         app_image=app_image,
         dagster_image=dagster_image,
+        bot_image=bot_image,
     )
 
 

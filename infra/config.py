@@ -70,6 +70,7 @@ class Settings:
     container_insights: bool
     service_sizes: dict[str, ServiceSize]
     api_command: tuple[str, ...] | None
+    allow_live: bool  # live bots may start on this stack (one of the three live interlocks)
     db_password: pulumi.Output[str]
     api_jwt_secret: pulumi.Output[str]
 
@@ -224,6 +225,7 @@ def load() -> Settings:
         container_insights=config.get_bool("containerInsights") or False,
         service_sizes=_service_sizes(config),
         api_command=_string_list(config, "apiCommand", required=False),
+        allow_live=config.get_bool("allowLive") or False,
         db_password=config.require_secret("dbPassword"),
         api_jwt_secret=config.require_secret("apiJwtSecret"),
     )

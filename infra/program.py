@@ -26,6 +26,7 @@ def main() -> None:
     database = create_database(settings, tags, network, groups)
     secrets = create_secrets(settings, tags, database)
     logs = observability.create_log_groups(settings, tags)
+    alerts = observability.create_alerts_topic(settings, tags)
     roles = create_roles(
         settings,
         tags,
@@ -37,12 +38,13 @@ def main() -> None:
             log_group_arns=logs.arns,
             run_log_group_arn=logs["dagster-runs"].arn,
             secret_arns=secrets.arns,
+            exchange_secret_arns=[secret.arn for secret in secrets.exchanges.values()],
+            alerts_topic_arn=alerts.arn,
         ),
     )
     edge = create_edge(settings, tags, network, groups)
-    compute = create_compute(settings, tags, network, groups, storage, secrets, roles, logs, edge)
+    compute = create_compute(settings, tags, network, groups, storage, secrets, roles, logs, edge, alerts)
 
-    alerts = observability.create_alerts_topic(settings, tags)
     observability.create_budget(settings, tags, alerts)
     observability.create_alarms(
         settings,
@@ -62,6 +64,7 @@ def main() -> None:
     pulumi.export("clusterName", compute.cluster.name)
     pulumi.export("appImage", compute.app_image)
     pulumi.export("dagsterImage", compute.dagster_image)
+    pulumi.export("botImage", compute.bot_image)
     pulumi.export(
         "repositoryUrls", {image: repo.repository_url for image, repo in storage.repositories.items()}
     )

@@ -39,7 +39,7 @@ POSTGRES_PORT = 5432
 
 # Actions that accept no resource narrower than "*".
 UNSCOPED_ACTIONS = frozenset(
-    {"ecr:GetAuthorizationToken", "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"}
+    {"ecr:GetAuthorizationToken", "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListServices"}
 )
 
 
@@ -143,6 +143,8 @@ class RoleInputs:
     log_group_arns: list[pulumi.Output[str]]
     run_log_group_arn: pulumi.Output[str]
     secret_arns: list[pulumi.Output[str]]
+    exchange_secret_arns: list[pulumi.Output[str]]
+    alerts_topic_arn: pulumi.Output[str]
 
 
 def _statement(sid: str, actions: list[str], resources: list[str], condition: dict | None = None) -> dict:
@@ -226,6 +228,55 @@ def create_roles(settings: Settings, tags: Tagger, inputs: RoleInputs) -> Roles:
                 [arn],
                 {"StringLike": {"s3:prefix": [f"{compute_logs}*"]}},
             ),
+        ]
+
+    bot_services = f"service/{cluster}/{aws_contract.BOT_SERVICE_PREFIX}*"
+
+    def find_bot_services(account: str) -> list[dict]:
+        return [
+            _statement(
+                "ListServicesOfTheCluster",
+                ["ecs:ListServices"],
+                ["*"],
+                {"ArnEquals": {"ecs:cluster": f"arn:aws:ecs:{region}:{account}:cluster/{cluster}"}},
+            ),
+            _statement(
+                "DescribeBotServices",
+                ["ecs:DescribeServices", "ecs:ListTagsForResource"],
+                [f"arn:aws:ecs:{region}:{account}:{bot_services}"],
+            ),
+        ]
+
+    def notify(topic_arn: str) -> list[dict]:
+        return [_statement("NotifyAlerts", ["sns:Publish"], [topic_arn])]
+
+    def manage_bots(account: str, bot_role: str, execution_role: str, exchange_secrets: list[str]) -> list[dict]:
+        """Create, update and delete the bots' services (deployments run as Dagster runs)."""
+        families = f"task-definition/{aws_contract.PROJECT}-{env}-{aws_contract.BOT_SERVICE_PREFIX}*"
+        return [
+            *find_bot_services(account),
+            _statement(
+                "ManageBotServices",
+                ["ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:TagResource", "ecs:UntagResource"],
+                [f"arn:aws:ecs:{region}:{account}:{bot_services}"],
+            ),
+            _statement(
+                "RegisterBotTaskDefinitions", ["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"], ["*"]
+            ),
+            _statement(
+                "TagBotTaskDefinitions",
+                ["ecs:TagResource"],
+                [f"arn:aws:ecs:{region}:{account}:{families}"],
+                {"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}},
+            ),
+            _statement(
+                "PassOnlyTheBotRoles",
+                ["iam:PassRole"],
+                [bot_role, execution_role],
+                {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            ),
+            # The product checks that a bot's exchange secret exists; it never reads its value.
+            _statement("CheckExchangeSecretsExist", ["secretsmanager:DescribeSecret"], exchange_secrets),
         ]
 
     execution = role("ecs-execution", "ecs", "ECS agent: pull images, write logs, read the stack's secrets")
@@ -382,6 +433,58 @@ def create_roles(settings: Settings, tags: Tagger, inputs: RoleInputs) -> Roles:
                     ),
                     *read_bucket("Configs", a["buckets"]["configs"]),
                     *read_bucket("ArcticDb", a["buckets"]["arcticdb"]),
+                ]
+            )
+        ),
+    )
+    # Deployments and the kill switch run as Dagster runs; sensors notify; the API lists bots and has
+    # its own kill switch (it stops services, so it may update them but never create or pass roles).
+    bot_management = pulumi.Output.all(
+        configs=buckets["configs"],
+        account=inputs.account_id,
+        bot_role=bot.arn,
+        execution_role=execution.arn,
+        exchange_secrets=pulumi.Output.all(*inputs.exchange_secret_arns),
+        topic=inputs.alerts_topic_arn,
+    )
+    attach(
+        "dagster-run-bots",
+        run,
+        bot_management.apply(
+            lambda a: _policy(
+                [
+                    *manage_bots(a["account"], a["bot_role"], a["execution_role"], list(a["exchange_secrets"])),
+                    # Each deployment writes the config its bot runs with (bots/<id>/config-<hash>.json).
+                    _statement(
+                        "WriteBotConfigs",
+                        ["s3:GetObject", "s3:PutObject"],
+                        [_objects(a["configs"], aws_contract.BOT_CONFIGS_PREFIX + "/")],
+                    ),
+                    *notify(a["topic"]),
+                ]
+            )
+        ),
+    )
+    attach("code-location-notify", code_location, bot_management.apply(lambda a: _policy(notify(a["topic"]))))
+    attach(
+        "api-bots",
+        api,
+        pulumi.Output.all(account=inputs.account_id, tables=inputs.table_arns, arcticdb=buckets["arcticdb"]).apply(
+            lambda a: _policy(
+                [
+                    # Promotions and rollbacks through the API append to the models' audit log in ArcticDB.
+                    *write_bucket("ArcticDb", a["arcticdb"]),
+                    *find_bot_services(a["account"]),
+                    _statement(
+                        "StopBotServices",
+                        ["ecs:UpdateService"],
+                        [f"arn:aws:ecs:{region}:{a['account']}:{bot_services}"],
+                    ),
+                    _statement(
+                        "ReadBotHealth",
+                        ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"],
+                        a["tables"],
+                    ),
                 ]
             )
         ),

@@ -27,12 +27,14 @@ def secret_refs(container: dict[str, Any]) -> dict[str, str]:
 
 
 def policy_documents(record: StackRecord) -> dict[str, dict[str, Any]]:
-    """Inline IAM policies by role name."""
+    """Inline IAM policies by role name, a role's several policies merged into one document."""
     # A role's mock id is its name, and a RolePolicy names its role by id.
-    return {
-        r.inputs["role"]: json.loads(r.inputs["policy"])
-        for r in record.of_type("aws:iam/rolePolicy:RolePolicy")
-    }
+    merged: dict[str, dict[str, Any]] = {}
+    for r in record.of_type("aws:iam/rolePolicy:RolePolicy"):
+        document = json.loads(r.inputs["policy"])
+        entry = merged.setdefault(r.inputs["role"], {"Version": document["Version"], "Statement": []})
+        entry["Statement"] += statements(document)
+    return merged
 
 
 def statements(document: dict[str, Any]) -> list[dict[str, Any]]:

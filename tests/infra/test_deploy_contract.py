@@ -48,7 +48,11 @@ def test_the_launcher_lists_its_secrets_explicitly_and_discovers_none_by_tag(dag
 def test_run_tasks_get_everything_the_instance_and_the_product_read(dagster_yaml):
     launcher = _launcher(dagster_yaml)
     passed = set(launcher["env_vars"])
-    assert passed == set(aws_contract.PRODUCT_RUNTIME_ENV) | set(aws_contract.DAGSTER_INSTANCE_ENV)
+    assert passed == (
+        set(aws_contract.PRODUCT_RUNTIME_ENV)
+        | set(aws_contract.DAGSTER_INSTANCE_ENV)
+        | set(aws_contract.BOT_MANAGEMENT_ENV)
+    )
     assert passed <= CONTRACT_NAMES
     # A run worker loads the same instance: every variable dagster.yaml reads reaches the run task,
     # either passed through or as a secret.
@@ -210,6 +214,32 @@ def test_the_api_gets_its_jwt_settings_by_reference(dev_with_api):
 # --- Bots -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_runs_sensors_and_the_api_can_manage_bots_with_the_stacks_own_resources(stacks, dev_with_api, stack):
+    record = stacks[stack]
+    bot_repository = record.named("aws:ecr/repository:Repository", "bot-repository").outputs["repositoryUrl"]
+    expected = {
+        EnvVar.ECS_CLUSTER: aws_contract.cluster_name(stack),
+        EnvVar.RUN_SUBNET_IDS: "subnet-private-subnet-us-east-1a,subnet-private-subnet-us-east-1b",
+        EnvVar.RUN_SECURITY_GROUP_IDS: "sg-ecs-security-group",
+        EnvVar.BOT_TASK_ROLE_ARN: record.named("aws:iam/role:Role", "bot-role").outputs["arn"],
+        EnvVar.ECS_EXECUTION_ROLE_ARN: record.named("aws:iam/role:Role", "ecs-execution-role").outputs["arn"],
+        EnvVar.BOT_IMAGE: f"{bot_repository}:{DEPLOY_TIME_CONFIG['tradai:imageTag']}",
+        EnvVar.ALERTS_TOPIC_ARN: record.of_type("aws:sns/topic:Topic")[0].outputs["arn"],
+        # Live bots only where the stack allows them: prod.
+        EnvVar.ALLOW_LIVE: "true" if stack == "prod" else "false",
+    }
+    for family in ("daemon", "code-location"):
+        (container,) = containers(record, family)
+        env = environment(container)
+        assert set(aws_contract.BOT_MANAGEMENT_ENV) <= set(env), family
+        assert {k: env[k] for k in expected} == expected, family
+        assert env[EnvVar.OWNER] and env[EnvVar.COST_CENTER]
+    if stack == "dev":
+        (api,) = containers(dev_with_api, "api")
+        assert set(aws_contract.BOT_MANAGEMENT_ENV) <= set(environment(api))
+
+
 def test_bot_environment_is_exactly_the_bot_contract():
     env = aws_contract.bot_environment(
         env="dev",
@@ -254,7 +284,7 @@ def test_bots_can_reach_their_tables_and_exchange_keys(stacks, stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_api_verifies_cognito_access_tokens_with_the_scopes_it_checks(stacks, stack):
-    from tradai_assets.api.auth import BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC
+    from tradai_assets.api.auth import ALL_SCOPES
 
     record = stacks[stack]
     (container,) = containers(record, "api")
@@ -268,6 +298,7 @@ def test_the_api_verifies_cognito_access_tokens_with_the_scopes_it_checks(stacks
     assert env[EnvVar.API_JWKS_URL] == aws_contract.cognito_jwks_url("us-east-1", pool_id)
     assert env[EnvVar.API_JWT_AUDIENCE] == f"{api_client.name}-id"
     assert env[EnvVar.API_SCOPE_PREFIX] == f"{server.inputs['identifier']}/"
-    assert {s["scopeName"] for s in server.inputs["scopes"]} == {BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC}
+    # The scopes Cognito grants are exactly those the API checks.
+    assert {s["scopeName"] for s in server.inputs["scopes"]} == set(ALL_SCOPES)
     assert set(api_client.inputs["allowedOauthScopes"]) == {f"{server.inputs['identifier']}/{s}" for s in aws_contract.API_SCOPES}
     assert container["command"][:3] == ["uvicorn", "--factory", "tradai_assets.api.app:create_app_from_environment"]

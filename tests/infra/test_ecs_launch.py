@@ -29,7 +29,7 @@ import psycopg2
 import pytest
 import yaml
 
-from infra.compute import dagster_environment, workspace_environment
+from infra.compute import bot_management_environment, dagster_environment, workspace_environment
 from resources import aws_contract
 from resources.aws_contract import EnvVar
 
@@ -261,6 +261,19 @@ def daemon_environment(aws, postgres_url, tmp_path_factory):
         execution_role_arn=aws.execution_role_arn,
         run_log_group=aws.run_log_group,
         database_url_secret_arn=aws.database_secret_arn,
+    )
+    env |= bot_management_environment(
+        STACK,
+        REGION,
+        subnet_ids=aws.subnet_ids,
+        security_group_id=aws.security_group_id,
+        execution_role_arn=aws.execution_role_arn,
+        bot_role_arn=aws.run_role_arn.replace("dagster-run", "bot"),
+        bot_image="registry/tradai-bot-dev:test",
+        alerts_topic_arn=f"arn:aws:sns:{REGION}:123456789012:tradai-{STACK}-alerts",
+        allow_live=False,
+        owner="platform",
+        cost_center="research",
     )
     env[EnvVar.DAGSTER_HOME] = str(dagster_home)
     env[EnvVar.DAGSTER_PG_URL] = postgres_url  # ECS injects the secret's value

@@ -258,11 +258,65 @@ def test_the_run_launcher_role_can_only_run_watch_and_stop_tasks_on_its_cluster(
         f"arn:aws:iam::123456789012:role/tradai-{stack}-ecs-execution",
     ]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
-    # Nothing else in the account: no other iam: or ecs: grants in any other role.
+    # Nothing else in the account: no other iam: or ecs: grants in any other role, except the bots'
+    # management (test below).
     for role, document in policy_documents(record).items():
         if role != f"tradai-{stack}-dagster":
             for statement in statements(document):
+                if statement["Sid"] in BOT_MANAGEMENT_SIDS:
+                    continue
                 assert not [a for a in as_list(statement["Action"]) if a.startswith(("iam:", "ecs:"))], role
+
+
+BOT_MANAGEMENT_SIDS = {
+    "ListServicesOfTheCluster",
+    "DescribeBotServices",
+    "ManageBotServices",
+    "RegisterBotTaskDefinitions",
+    "TagBotTaskDefinitions",
+    "PassOnlyTheBotRoles",
+    "StopBotServices",
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_bots_are_managed_by_runs_and_stopped_by_the_api_on_bot_services_only(stacks, stack):
+    record = stacks[stack]
+    account, region, cluster = "123456789012", "us-east-1", f"tradai-{stack}"
+    bot_services = [f"arn:aws:ecs:{region}:{account}:service/{cluster}/{aws_contract.BOT_SERVICE_PREFIX}*"]
+    cluster_condition = {"ArnEquals": {"ecs:cluster": f"arn:aws:ecs:{region}:{account}:cluster/{cluster}"}}
+    run = _statements_by_sid(record, f"tradai-{stack}-dagster-run")
+    assert run["ManageBotServices"]["Resource"] == bot_services
+    assert set(run["ManageBotServices"]["Action"]) == {
+        "ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:TagResource", "ecs:UntagResource"
+    }
+    assert run["DescribeBotServices"]["Resource"] == bot_services
+    assert run["ListServicesOfTheCluster"]["Condition"] == cluster_condition
+    assert run["TagBotTaskDefinitions"]["Resource"] == [
+        f"arn:aws:ecs:{region}:{account}:task-definition/tradai-{stack}-{aws_contract.BOT_SERVICE_PREFIX}*"
+    ]
+    assert run["PassOnlyTheBotRoles"]["Resource"] == [
+        f"arn:aws:iam::{account}:role/tradai-{stack}-bot",
+        f"arn:aws:iam::{account}:role/tradai-{stack}-ecs-execution",
+    ]
+    exchange_secrets = {
+        r.outputs["arn"]
+        for r in record.of_type("aws:secretsmanager/secret:Secret")
+        if "/exchange/" in r.outputs["name"]
+    }
+    assert exchange_secrets and set(run["CheckExchangeSecretsExist"]["Resource"]) == exchange_secrets
+    assert run["CheckExchangeSecretsExist"]["Action"] == ["secretsmanager:DescribeSecret"]
+    configs = record.named("aws:s3/bucket:Bucket", "configs-bucket").outputs["arn"]
+    assert run["WriteBotConfigs"]["Resource"] == [f"{configs}/{aws_contract.BOT_CONFIGS_PREFIX}/*"]
+    # The API lists and stops bots (its kill switch) but can neither create services nor pass roles.
+    api = _statements_by_sid(record, f"tradai-{stack}-api")
+    api_ecs = {a for s in api.values() for a in as_list(s["Action"]) if a.startswith(("ecs:", "iam:"))}
+    assert api_ecs == {"ecs:ListServices", "ecs:DescribeServices", "ecs:ListTagsForResource", "ecs:UpdateService"}
+    assert api["StopBotServices"]["Resource"] == bot_services
+    # Sensors (code location) and runs notify through the stack's alerts topic only.
+    topic = record.of_type("aws:sns/topic:Topic")[0].outputs["arn"]
+    for role in ("dagster-run", "code-location"):
+        assert _statements_by_sid(record, f"tradai-{stack}-{role}")["NotifyAlerts"]["Resource"] == [topic]
 
 
 @pytest.mark.parametrize("stack", STACKS)
