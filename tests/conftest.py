@@ -16,11 +16,14 @@ def isolated_homes(tmp_path_factory: pytest.TempPathFactory):
     every home the product resolves from the environment points into a temporary directory."""
     root = tmp_path_factory.mktemp("homes")
     (root / "dagster").mkdir()
-    saved = {k: os.environ.get(k) for k in ("TRADAI_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "ARCTICDB_URI")}
+    # A developer's shell (or make dev) may point bots at a running local exchange; tests start their own.
+    unset = ("ARCTICDB_URI", "TRADAI_LOCAL_EXCHANGE_URL", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in ("TRADAI_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", *unset)}
     os.environ.update(
         TRADAI_HOME=str(root), DAGSTER_HOME=str(root / "dagster"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"
     )
-    os.environ.pop("ARCTICDB_URI", None)
+    for key in unset:
+        os.environ.pop(key, None)
     yield root
     for key, value in saved.items():
         if value is None:

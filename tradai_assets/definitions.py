@@ -5,34 +5,73 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from resources.arctic import ArcticStore
+from resources.aws_contract import EnvVar
 from resources.backtest_store import BacktestStore
+from resources.bot_services import EcsBotServices
 from resources.exchange import ExchangeResource
 from resources.freqtrade_runner import FreqtradeRunner
+from resources.local_bots import LocalBotServices
 from resources.mlflow_tracker import MlflowTracker
+from resources.model_registry import ModelRegistry
+from resources.notifier import Notifier
+from resources.trading_state import DynamoTradingState, SqliteTradingState
+from sensors.bots import build_bot_sensors
+from sensors.models import build_model_sensors
 from tradai_assets import settings
+from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
 from tradai_assets.market_data import build_market_data
+from tradai_assets.model_lifecycle import build_model_lifecycle
 from tradai_assets.strategies import build_strategies
 from tradai_assets.universe import load_universe
 
 
+def _listed(name: str) -> list[str]:
+    return [item for item in os.environ.get(name, "").split(",") if item]
+
+
 def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
+    webhook = os.environ.get(EnvVar.NOTIFY_WEBHOOK_URL) or None
     if env == "aws":
-        arctic = ArcticStore(uri=dg.EnvVar("ARCTICDB_URI"))
-        mlflow = MlflowTracker(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"), ui_url=dg.EnvVar("MLFLOW_UI_URL"))
+        arctic = ArcticStore(uri=dg.EnvVar(EnvVar.ARCTICDB_URI))
+        mlflow = MlflowTracker(tracking_uri=dg.EnvVar(EnvVar.MLFLOW_TRACKING_URI), ui_url=dg.EnvVar(EnvVar.MLFLOW_UI_URL))
+        registry = ModelRegistry(tracking_uri=dg.EnvVar(EnvVar.MLFLOW_TRACKING_URI), store=arctic)
+        notifier = Notifier(sns_topic_arn=dg.EnvVar(EnvVar.ALERTS_TOPIC_ARN), webhook_url=webhook)
+        bot_services = EcsBotServices(
+            stack=dg.EnvVar(EnvVar.TRADAI_STACK),
+            cluster=dg.EnvVar(EnvVar.ECS_CLUSTER),
+            subnet_ids=_listed(EnvVar.RUN_SUBNET_IDS),
+            security_group_ids=_listed(EnvVar.RUN_SECURITY_GROUP_IDS),
+            execution_role_arn=dg.EnvVar(EnvVar.ECS_EXECUTION_ROLE_ARN),
+            task_role_arn=dg.EnvVar(EnvVar.BOT_TASK_ROLE_ARN),
+            owner=dg.EnvVar(EnvVar.OWNER),
+            cost_center=dg.EnvVar(EnvVar.COST_CENTER),
+            image=dg.EnvVar(EnvVar.BOT_IMAGE),
+        )
+        trading_state = DynamoTradingState(stack=dg.EnvVar(EnvVar.TRADAI_STACK))
     else:
         arctic = ArcticStore(uri=settings.local_arctic_uri())
         mlflow = MlflowTracker(
             tracking_uri=settings.local_mlflow_uri(), artifact_root=str(settings.tradai_home() / "mlartifacts")
         )
+        registry = ModelRegistry(tracking_uri=settings.local_mlflow_uri(), store=arctic)
+        notifier = Notifier(webhook_url=webhook)
+        bot_services = LocalBotServices()
+        trading_state = SqliteTradingState()
     return {
         "arctic": arctic,
         "exchange": ExchangeResource(),
         "backtest_store": BacktestStore(arctic=arctic),
         "freqtrade_runner": FreqtradeRunner(),
         "mlflow": mlflow,
+        "model_registry": registry,
+        "notifier": notifier,
+        "bot_services": bot_services,
+        "trading_state": trading_state,
     }
 
 
@@ -41,11 +80,16 @@ def build_definitions() -> dg.Definitions:
     universe = load_universe(settings.universe_path())
     market_data = build_market_data(universe.markets, schedules_running=env == "aws")
     strategies = build_strategies(entries=universe.markets)
+    specs = strategies.specs
+    model_jobs, model_schedules = build_model_lifecycle(specs)
     return dg.Definitions(
-        assets=market_data.assets + strategies.assets,
+        assets=market_data.assets
+        + strategies.assets
+        + build_deployment_assets(specs),
         asset_checks=market_data.checks + strategies.checks,
-        jobs=market_data.jobs + strategies.jobs,
-        schedules=market_data.schedules,
+        jobs=market_data.jobs + strategies.jobs + model_jobs + [build_kill_switch_job(specs)],
+        schedules=market_data.schedules + model_schedules,
+        sensors=build_model_sensors(specs) + build_bot_sensors(specs),
         resources=build_resources(env),
     )
 
