@@ -93,31 +93,36 @@ class ArcticStore(ConfigurableResource):
     # Candles ------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def candle_writer(
-        self, exchange: str, market_type: str, on_wait: Callable[[str], None] | None = None
-    ) -> Iterator[None]:
-        """Hold the one writer slot of a candle library for the block (blocking; ``on_wait`` is told once)."""
+    def writer(self, library: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the one writer slot of a library for the block (blocking; ``on_wait`` hears of a wait).
+
+        On LMDB a file lock in ``.writer-locks/`` inside the store, across the processes of one
+        machine; on S3 a no-op, the callers' Dagster pool on the PostgreSQL instance being the guard.
+        """
         root = _lmdb_root(self.uri)
         if root is None:
-            yield  # S3: the library's Dagster pool on the PostgreSQL instance serialises writers
+            yield
             return
         locks = root / ".writer-locks"
         locks.mkdir(parents=True, exist_ok=True)
-        name = candle_library_name(exchange, market_type)
-        with open(locks / f"{name}.lock", "a+") as handle:
+        with open(locks / f"{library}.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if on_wait is not None:
-                    on_wait(f"waiting for another writer of {name} to finish")
+                    on_wait(f"waiting for another writer of {library} to finish")
                 started = time.monotonic()
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 if on_wait is not None:
-                    on_wait(f"got the writer lock of {name} after {time.monotonic() - started:.1f} s")
+                    on_wait(f"got the writer lock of {library} after {time.monotonic() - started:.1f} s")
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def candle_writer(self, exchange: str, market_type: str, on_wait: Callable[[str], None] | None = None):
+        """The writer lock of a candle library (see :meth:`writer`)."""
+        return self.writer(candle_library_name(exchange, market_type), on_wait)
 
     def candle_symbols(self, exchange: str, market_type: str) -> list[str]:
         name = candle_library_name(exchange, market_type)

@@ -352,34 +352,36 @@ class ModelRegistry(ConfigurableResource):
     ) -> pd.Series:
         lib = self.store.library(MODELS_LIBRARY)
         symbol = audit_symbol(model)
-        now = pd.Timestamp.now(tz="UTC")
-        if lib.has_symbol(symbol):
-            last = lib.tail(symbol, 1).data.index[-1]
-            now = max(now, last + pd.Timedelta(1, "ns"))  # the index must grow even if the clock does not
-        nan = float("nan")
-        row = pd.DataFrame(
-            {
-                "event": [event],
-                "trigger": [trigger],
-                "champion_before": [nan if champion_before is None else float(champion_before)],
-                "champion_after": [nan if champion_after is None else float(champion_after)],
-                "previous_after": [nan if previous_after is None else float(previous_after)],
-                "challenger": [nan if challenger is None else float(challenger)],
-                "p_value": [nan if not details or details.get("p_value") is None else float(details["p_value"])],
-                "details": [json.dumps(details or {}, sort_keys=True)],
-            },
-            index=pd.DatetimeIndex([now], name="time"),
-        ).astype(AUDIT_COLUMNS)
-        try:
+        # One appender at a time (the API and runs may record at once); a lost row would be a lost decision.
+        with self.store.writer(MODELS_LIBRARY):
+            now = pd.Timestamp.now(tz="UTC")
             if lib.has_symbol(symbol):
-                lib.append(symbol, row, prune_previous_versions=True)
-            else:
-                lib.write(symbol, row)
-        except Exception as exc:
-            raise ModelRegistryError(
-                f"{model}: {event} was applied to the aliases but could not be written to the audit log "
-                f"({MODELS_LIBRARY}/{symbol}): {row.iloc[0].to_dict()}"
-            ) from exc
+                last = lib.tail(symbol, 1).data.index[-1]
+                now = max(now, last + pd.Timedelta(1, "ns"))  # the index must grow even if the clock does not
+            nan = float("nan")
+            row = pd.DataFrame(
+                {
+                    "event": [event],
+                    "trigger": [trigger],
+                    "champion_before": [nan if champion_before is None else float(champion_before)],
+                    "champion_after": [nan if champion_after is None else float(champion_after)],
+                    "previous_after": [nan if previous_after is None else float(previous_after)],
+                    "challenger": [nan if challenger is None else float(challenger)],
+                    "p_value": [nan if not details or details.get("p_value") is None else float(details["p_value"])],
+                    "details": [json.dumps(details or {}, sort_keys=True)],
+                },
+                index=pd.DatetimeIndex([now], name="time"),
+            ).astype(AUDIT_COLUMNS)
+            try:
+                if lib.has_symbol(symbol):
+                    lib.append(symbol, row, prune_previous_versions=True)
+                else:
+                    lib.write(symbol, row)
+            except Exception as exc:
+                raise ModelRegistryError(
+                    f"{model}: {event} was applied to the aliases but could not be written to the audit log "
+                    f"({MODELS_LIBRARY}/{symbol}): {row.iloc[0].to_dict()}"
+                ) from exc
         return row.iloc[0]
 
     def audit_log(self, model: str) -> pd.DataFrame:
