@@ -215,7 +215,7 @@ def estimate(record: StackRecord, usage: Usage) -> list[Line]:
     lines.append(
         Line(
             "DynamoDB",
-            f"{tables} on-demand tables, {usage.dynamodb_million_writes:g} M writes,"
+            f"{tables} on-demand table{'s' if tables != 1 else ''}, {usage.dynamodb_million_writes:g} M writes,"
             f" {usage.dynamodb_million_reads:g} M reads",
             usage.dynamodb_million_writes * PRICES["dynamodb_million_writes"]
             + usage.dynamodb_million_reads * PRICES["dynamodb_million_reads"],

@@ -33,7 +33,7 @@ def main() -> None:
         RoleInputs(
             account_id=aws.get_caller_identity_output().account_id,
             bucket_arns={kind: bucket.arn for kind, bucket in storage.buckets.items()},
-            table_arns=[storage.trading_state.arn, storage.heartbeats.arn],
+            table_arns=[storage.trading_state.arn],
             repository_arns=[repository.arn for repository in storage.repositories.values()],
             log_group_arns=logs.arns,
             run_log_group_arn=logs["dagster-runs"].arn,
@@ -70,7 +70,6 @@ def main() -> None:
     )
     pulumi.export("buckets", {kind: bucket.bucket for kind, bucket in storage.buckets.items()})
     pulumi.export("tradingStateTable", storage.trading_state.name)
-    pulumi.export("heartbeatTable", storage.heartbeats.name)
     pulumi.export("exchangeSecrets", {name: secret.name for name, secret in secrets.exchanges.items()})
     pulumi.export("botRoleArn", roles.bot.arn)
     pulumi.export("executionRoleArn", roles.execution.arn)

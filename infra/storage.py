@@ -2,8 +2,8 @@
 
 Buckets: ``tradai-{configs,results,arcticdb,logs,mlflow}-{env}``, encrypted, private, TLS only,
 versioned except logs. Results move to Glacier after 30 days; logs are deleted after 90.
-Tables: bot trading state and bot heartbeats, keyed by ``strategy_id``, with point-in-time recovery,
-KMS encryption and TTL on ``expires_at``.
+Table: bot trading state (the bots' heartbeats and state), keyed by ``strategy_id``, with point-in-time
+recovery, KMS encryption and TTL on ``expires_at``.
 """
 
 from __future__ import annotations
@@ -27,18 +27,14 @@ ECR_UNTAGGED_DAYS = 7
 class Storage:
     buckets: dict[str, aws.s3.Bucket]
     trading_state: aws.dynamodb.Table
-    heartbeats: aws.dynamodb.Table
     repositories: dict[str, aws.ecr.Repository]
 
 
 def create_storage(settings: Settings, tags: Tagger) -> Storage:
     buckets = {kind: _bucket(settings, tags, kind) for kind in aws_contract.BUCKET_KINDS}
     trading_state = _table(settings, tags, "trading-state", aws_contract.trading_state_table(settings.env))
-    heartbeats = _table(settings, tags, "bot-heartbeats", aws_contract.heartbeat_table(settings.env))
     repositories = {image: _repository(settings, tags, image) for image in aws_contract.IMAGE_REPOSITORIES}
-    return Storage(
-        buckets=buckets, trading_state=trading_state, heartbeats=heartbeats, repositories=repositories
-    )
+    return Storage(buckets=buckets, trading_state=trading_state, repositories=repositories)
 
 
 def _bucket(settings: Settings, tags: Tagger, kind: str) -> aws.s3.Bucket:

@@ -77,7 +77,6 @@ class EnvVar:
     TRADING_MODE: Final = "TRADING_MODE"
     CONFIG_PATH: Final = "CONFIG_PATH"
     DYNAMODB_TABLE: Final = "DYNAMODB_TABLE"
-    HEARTBEAT_TABLE: Final = "HEARTBEAT_TABLE"
     ARCTICDB_S3_URI: Final = "ARCTICDB_S3_URI"
     # Freqtrade reads FREQTRADE__SECTION__KEY variables as config overrides.
     EXCHANGE_KEY: Final = "FREQTRADE__EXCHANGE__KEY"  # secret
@@ -141,7 +140,6 @@ BOT_ENV: Final = (
     EnvVar.MLFLOW_TRACKING_URI,
     EnvVar.CONFIG_PATH,
     EnvVar.DYNAMODB_TABLE,
-    EnvVar.HEARTBEAT_TABLE,
     EnvVar.ARCTICDB_S3_URI,
 )
 BOT_SECRETS: Final = (EnvVar.EXCHANGE_KEY, EnvVar.EXCHANGE_SECRET)
@@ -212,10 +210,6 @@ TABLE_TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; items without it nev
 
 def trading_state_table(env: str) -> str:
     return f"{PROJECT}-trading-state-{_checked_env(env)}"
-
-
-def heartbeat_table(env: str) -> str:
-    return f"{PROJECT}-bot-heartbeats-{_checked_env(env)}"
 
 
 # --- ECS, service discovery and images ------------------------------------------------------------
@@ -345,7 +339,6 @@ def bot_environment(
         EnvVar.MLFLOW_TRACKING_URI: mlflow_tracking_uri(),
         EnvVar.CONFIG_PATH: config_path,
         EnvVar.DYNAMODB_TABLE: trading_state_table(env),
-        EnvVar.HEARTBEAT_TABLE: heartbeat_table(env),
         EnvVar.ARCTICDB_S3_URI: arcticdb_uri(env, region),
     }
 

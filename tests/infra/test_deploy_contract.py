@@ -251,7 +251,6 @@ def test_bot_environment_is_exactly_the_bot_contract():
     )
     assert tuple(env) == aws_contract.BOT_ENV
     assert env[EnvVar.DYNAMODB_TABLE] == "tradai-trading-state-dev"
-    assert env[EnvVar.HEARTBEAT_TABLE] == "tradai-bot-heartbeats-dev"
     assert env[EnvVar.ARCTICDB_S3_URI] == "s3s://s3.us-east-1.amazonaws.com:tradai-arcticdb-dev?aws_auth=true"
     with pytest.raises(ValueError, match="trading mode 'paper'"):
         aws_contract.bot_environment(
@@ -274,9 +273,9 @@ def test_bots_can_reach_their_tables_and_exchange_keys(stacks, stack):
     record = stacks[stack]
     tables = {t.inputs["name"]: t.outputs["arn"] for t in record.of_type("aws:dynamodb/table:Table")}
     bot_policy = {s["Sid"]: s for s in statements(policy_documents(record)[f"tradai-{stack}-bot"])}
-    assert sorted(bot_policy["BotStateAndHeartbeats"]["Resource"]) == sorted(
-        [tables[aws_contract.trading_state_table(stack)], tables[aws_contract.heartbeat_table(stack)]]
-    )
+    # Heartbeats are items of the trading-state table: it is the bots' only table.
+    assert set(tables) == {aws_contract.trading_state_table(stack)}
+    assert bot_policy["BotStateAndHeartbeats"]["Resource"] == [tables[aws_contract.trading_state_table(stack)]]
     execution = {s["Sid"]: s for s in statements(policy_documents(record)[f"tradai-{stack}-ecs-execution"])}
     exchange = record.by_output("name", aws_contract.exchange_secret_name(stack, "binance")).outputs["arn"]
     assert exchange in execution["ReadSecrets"]["Resource"]

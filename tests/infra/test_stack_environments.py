@@ -147,7 +147,7 @@ def test_prod_differences_hold(stacks, stack):
 @pytest.mark.parametrize("stack", STACKS)
 def test_tables_have_recovery_encryption_and_ttl(stacks, stack):
     tables = {t.inputs["name"]: t.inputs for t in stacks[stack].of_type("aws:dynamodb/table:Table")}
-    assert set(tables) == {aws_contract.trading_state_table(stack), aws_contract.heartbeat_table(stack)}
+    assert set(tables) == {aws_contract.trading_state_table(stack)}
     for table in tables.values():
         assert table["hashKey"] == "strategy_id"
         assert table["attributes"] == [{"name": "strategy_id", "type": "S"}]
