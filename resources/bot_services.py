@@ -45,6 +45,17 @@ STRATEGY_ID_TAG = "StrategyId"
 BOT_MODES = ("dry_run", "live", "stopped")
 # Real money never runs on Spot: a reclaimed task would leave open positions unattended.
 CAPACITY_PROVIDER = {"live": "FARGATE", "dry_run": "FARGATE_SPOT"}
+# A bot must never trade twice at once: the old task stops before the new one starts. The circuit
+# breaker (without rollback) makes ECS give up on a deployment whose tasks keep dying instead of
+# restarting them forever; the heartbeat sensor reports that as a crash loop.
+DEPLOYMENT_CONFIGURATION = {
+    "maximumPercent": 100,
+    "minimumHealthyPercent": 0,
+    "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+}
+# ECS trips the breaker of a one-task service after 3 failed tasks (its lower bound); the same count
+# marks a crash loop while the deployment is still in progress.
+CRASH_LOOP_FAILED_TASKS = 3
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 )
@@ -126,6 +137,14 @@ class ServiceState:
     task_definition_arn: str | None = None
     trading_mode: str | None = None
     actions: tuple[str, ...] = field(default=())
+    failed_tasks: int = 0  # tasks of the current deployment that stopped before running
+    rollout_state: str | None = None  # COMPLETED, IN_PROGRESS or FAILED (circuit breaker tripped)
+    rollout_reason: str | None = None
+
+    @property
+    def crash_looping(self) -> bool:
+        """ECS gave up (the circuit breaker failed the deployment) or tasks keep dying at start."""
+        return self.rollout_state == "FAILED" or self.failed_tasks >= CRASH_LOOP_FAILED_TASKS
 
     @property
     def revision(self) -> int | None:
@@ -261,8 +280,7 @@ class EcsBotServices(ConfigurableResource):
                 desiredCount=1,
                 capacityProviderStrategy=capacity,
                 networkConfiguration=network,
-                # A bot must never trade twice at once: stop the old task before starting the new one.
-                deploymentConfiguration={"maximumPercent": 100, "minimumHealthyPercent": 0},
+                deploymentConfiguration=DEPLOYMENT_CONFIGURATION,
                 enableECSManagedTags=True,
                 propagateTags="SERVICE",
                 tags=_tag_list(tags),
@@ -490,6 +508,7 @@ class EcsBotServices(ConfigurableResource):
         service = service or self._service(name)
         if service is None:
             return ServiceState(strategy_id=strategy_id, service_name=name, status="absent", actions=actions)
+        primary = next((d for d in service.get("deployments", ()) if d.get("status") == "PRIMARY"), {})
         return ServiceState(
             strategy_id=strategy_id,
             service_name=name,
@@ -499,6 +518,9 @@ class EcsBotServices(ConfigurableResource):
             task_definition_arn=service["taskDefinition"],
             trading_mode=_tag_dict(service.get("tags")).get(TRADING_MODE_TAG),
             actions=actions,
+            failed_tasks=int(primary.get("failedTasks") or 0),
+            rollout_state=primary.get("rolloutState"),
+            rollout_reason=primary.get("rolloutStateReason"),
         )
 
     def _tags(self, spec: BotSpec) -> dict[str, str]:

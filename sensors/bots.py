@@ -3,7 +3,8 @@
 ``bot_heartbeat`` (every 60 s) compares each deployed bot's latest heartbeat in the trading-state
 store with the clock. A bot whose heartbeat (or, before its first one, its deployment) is older than
 ``stale_after_seconds`` (3 minutes; ``$TRADAI_BOT_STALE_SECONDS``) is unhealthy; a local bot its
-supervisor gave up on (state ``failed``) is crash-looping. Every change of a bot's health is an
+supervisor gave up on (state ``failed``), or an ECS bot whose deployment has 3 failed tasks or was
+failed by the circuit breaker, is crash-looping. Every change of a bot's health is an
 ``AssetObservation`` on its deployment asset (health, heartbeat age, reason); the first unhealthy
 or failed tick of an episode sends one notification, and the episode ends when the bot is healthy
 again or no longer deployed. An unhealthy (not a crash-looping) bot can be restarted by a run of its
@@ -78,6 +79,11 @@ def assess(
                          f"restart(s) (last exit code {getattr(state, 'last_exit_code', None)})")
     if not is_running(state):
         return None
+    if getattr(state, "crash_looping", False):
+        return BotHealth(name, bot_id, "failed", None, heartbeat.last_heartbeat if heartbeat else None,
+                         f"ECS: {state.failed_tasks} task(s) of the current deployment failed"
+                         + (f"; the circuit breaker stopped launching tasks ({state.rollout_reason})"
+                            if state.rollout_state == "FAILED" else ""))
     beat = heartbeat.epoch if heartbeat is not None else None
     references = [t for t in (beat, deployed_at, None if beat or deployed_at else first_seen) if t is not None]
     age = now.timestamp() - max(references) if references else None

@@ -68,11 +68,12 @@ class MotoServer:
 
 
 @contextmanager
-def moto_server() -> Iterator[MotoServer]:
+def moto_server(env: dict[str, str] | None = None) -> Iterator[MotoServer]:
+    """A moto server on a free port; ``env`` adds moto's own settings (e.g. MOTO_ECS_SERVICE_FAILED_TASKS)."""
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/moto-api/", process, timeout=60)

@@ -36,7 +36,8 @@ from tests.deployment_support import (
     unique,
     write_deployments,
 )
-from tests.test_bot_services_ecs import aws_env, network  # noqa: F401
+from tests.servers import moto_server
+from tests.test_bot_services_ecs import aws_env, network, vpc_network  # noqa: F401
 from tradai_assets.deployments import DEPLOYMENTS_ENV, deployment_key, strategy_id
 
 
@@ -185,6 +186,30 @@ def test_a_crash_looping_local_bot_alerts_once_and_is_not_restarted(
     assert seen["health"] == "failed" and "supervisor gave up after 1 restart(s)" in seen["reason"]
     assert len(alerts()) == 1 and "is crash-looping" in alerts()[0]
     assert first.run_requests == [] and second.run_requests == []
+    assert observations(second) == [] and len(alerts()) == 1
+
+
+def test_a_crash_looping_ecs_bot_alerts_once_and_is_not_restarted(
+    instance, store, deployments_file, trading_state, alerts, aws_env  # noqa: F811
+):
+    # This moto server reports 3 failed tasks on every service's deployment, as ECS does for a task
+    # that dies at start until the circuit breaker stops it.
+    with moto_server(env={"MOTO_ECS_SERVICE_FAILED_TASKS": "3"}) as failing:
+        ecs = ecs_services(failing, new_cluster(failing), vpc_network(failing), new_bucket(failing))
+        name = unique("Crash")
+        specs = deployed_dry_run(instance, store, deployments_file, ecs, name)
+        deploy(instance, specs, name, {"backtest_store": store, "bot_services": ecs})
+        state = ecs.describe(strategy_id(name))
+        sensor = build_heartbeat_sensor(specs, stale_after_seconds=180, auto_restarts=3)
+        resources = {"trading_state": trading_state, "bot_services": ecs, "notifier": Notifier()}
+        first = tick(sensor, instance, resources)
+        second = tick(sensor, instance, resources, first.cursor)
+
+    assert (state.desired_count, state.failed_tasks, state.crash_looping) == (1, 3, True)
+    (seen,) = observations(first)
+    assert seen["health"] == "failed" and "ECS: 3 task(s) of the current deployment failed" in seen["reason"]
+    assert len(alerts()) == 1 and "is crash-looping" in alerts()[0]
+    assert first.run_requests == [] and second.run_requests == []  # a restart would only crash again
     assert observations(second) == [] and len(alerts()) == 1
 
 

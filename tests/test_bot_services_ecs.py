@@ -29,7 +29,12 @@ def aws_env(moto, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def network(aws_env) -> dict[str, list[str]]:
-    ec2 = aws_env.client("ec2")
+    return vpc_network(aws_env)
+
+
+def vpc_network(moto) -> dict[str, list[str]]:
+    """A VPC with one subnet and one security group on the moto server: where bot tasks run."""
+    ec2 = moto.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.11.0/24")["Subnet"]["SubnetId"]
@@ -171,7 +176,12 @@ def test_a_live_bot_gets_a_fargate_service_with_the_contract_environment_and_sec
     (request,) = created
     assert request["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE", "weight": 1}]
     assert request["desiredCount"] == 1
-    assert request["deploymentConfiguration"] == {"maximumPercent": 100, "minimumHealthyPercent": 0}
+    # One task at a time (never two bots trading), and ECS gives up on tasks that keep dying.
+    assert request["deploymentConfiguration"] == {
+        "maximumPercent": 100, "minimumHealthyPercent": 0,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+    }
+    assert (state.failed_tasks, state.rollout_state, state.crash_looping) == (0, "IN_PROGRESS", False)
     assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     assert REQUIRED_TAGS <= {t["key"] for t in request["tags"]}
 
