@@ -194,3 +194,28 @@ def test_kill_switch_stops_the_live_bots_only(api, ecs):
     everything = api.kill_switch(include_dry_run=True)
     assert [s["strategy_id"] for s in everything["stopped"]] == ["ema-cross"]
     assert ecs.describe("ema-cross").desired_count == 0
+
+
+def test_a_crash_looping_ecs_bot_with_a_fresh_heartbeat_is_not_healthy():
+    """A task that writes its `starting` heartbeat and dies keeps the heartbeat fresh: the backend's
+    failed tasks decide."""
+    from types import SimpleNamespace
+
+    from resources.bot_services import ServiceState
+    from tradai_assets.api.routes.bots import bot_row
+
+    svc = SimpleNamespace(bots=SimpleNamespace(bot_services=object()),
+                          settings=SimpleNamespace(heartbeat_max_age_seconds=180))
+    now = datetime.now(UTC)
+    fresh = Heartbeat("sample-strategy", "starting", now - timedelta(seconds=5), open_trades=0, profit=0.0)
+
+    def row(**deployment):
+        state = ServiceState(strategy_id="sample-strategy", service_name="bot-sample-strategy", status="ACTIVE",
+                             desired_count=1, trading_mode="live", **deployment)
+        return bot_row(svc, "sample-strategy", state, fresh, now, {"sample-strategy": "SampleStrategy"})
+
+    assert row(failed_tasks=0, rollout_state="IN_PROGRESS")["healthy"] is True
+    looping = row(failed_tasks=3, rollout_state="IN_PROGRESS")
+    assert looping["healthy"] is False and looping["backend"]["failed_tasks"] == 3
+    tripped = row(failed_tasks=1, rollout_state="FAILED", rollout_reason="circuit breaker: task failed to start")
+    assert tripped["healthy"] is False and tripped["backend"]["rollout_state"] == "FAILED"
