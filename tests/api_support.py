@@ -31,9 +31,11 @@ UNREACHABLE_GRAPHQL = "http://127.0.0.1:9/graphql"  # the discard port: nothing 
 
 
 def hs256_settings(root: Path, **overrides) -> ApiSettings:
-    """Settings whose stores live under ``root`` and whose Dagster does not answer."""
+    """Settings whose stores live under ``root`` and whose Dagster does not answer (unless
+    ``dagster_graphql_url`` names a running one, which then gets a timeout for a loaded machine)."""
+    timeout = 30.0 if overrides.get("dagster_graphql_url", UNREACHABLE_GRAPHQL) != UNREACHABLE_GRAPHQL else 2.0
     values = {"auth_mode": "hs256", "jwt_secret": SECRET, "dagster_graphql_url": UNREACHABLE_GRAPHQL,
-              "strategies_dir": REPO / "strategies", "warm_up": False, "dagster_timeout_seconds": 2.0,
+              "strategies_dir": REPO / "strategies", "warm_up": False, "dagster_timeout_seconds": timeout,
               "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "arctic_uri": f"lmdb://{root / 'arctic'}"}
     return ApiSettings(**{**values, **overrides})
 

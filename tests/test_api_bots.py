@@ -66,8 +66,9 @@ def ecs(aws_env) -> EcsBotServices:
 
 
 @pytest.fixture(scope="module")
-def heartbeats(root) -> SqliteTradingState:
-    """SampleStrategy beat 20 s ago; EmaCross 4 minutes ago (stale)."""
+def heartbeats(root, graphql_url) -> SqliteTradingState:
+    """SampleStrategy beat 20 s ago; EmaCross 4 minutes ago (stale). Written once the webserver is up
+    (its start takes seconds), so the ages the tests see are close to those."""
     state = SqliteTradingState(path=str(root / "state.db"))
     now = datetime.now(UTC)
     state.put(Heartbeat(strategy_id("SampleStrategy"), "running", now - timedelta(seconds=20), open_trades=2, profit=0.0123))

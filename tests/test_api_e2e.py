@@ -16,7 +16,7 @@ from tradai_assets.client import ApiError, TradaiClient
 pytestmark = pytest.mark.timeout(600)
 
 TIMERANGE = "20180120-20180123"
-RUN_TIMEOUT = 240
+RUN_TIMEOUT = 480
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,7 @@ def services(
     """Local bots on the local simulated exchange (``exchange_url``), as ``make dev`` runs them."""
     made = LocalBotServices(
         strategies_dir=str(strategies), arctic_uri=f"lmdb://{tmp_path / 'arctic'}", heartbeat_seconds=1,
-        restart_delay_seconds=0.1, stop_timeout_seconds=10, exchange_url=fake_binance_clean.url,
+        restart_delay_seconds=0.1, stop_timeout_seconds=60, exchange_url=fake_binance_clean.url,
     )
     yield made
     for bot in made.list_bots():
@@ -193,7 +193,7 @@ def test_a_local_dry_run_bot_warms_up_from_arcticdb_heartbeats_and_stops_cleanly
     first = wait_for(lambda: (b := store.get("warm-local")) and b.status == "running" and b, 120, "a running heartbeat")
     wait_for(lambda: len(analysed_rows(text(bot_dir / "freqtrade.log"))) >= len(PAIRS), 60, "the first analysis")
     later = wait_for(lambda: (b := store.get("warm-local")) and b.last_heartbeat > first.last_heartbeat and b,
-                     10, "a second heartbeat")
+                     60, "a second heartbeat")
     assert later.status == "running" and later.open_trades >= 0
 
     log = text(bot_dir / "freqtrade.log")

@@ -309,11 +309,13 @@ def test_rate_limit_answers_like_binance(fake_binance_clean):
 
 
 def test_delay_beyond_the_client_timeout_raises_request_timeout(fake_binance_clean):
-    ex = exchange(fake_binance_clean, timeout=300)
+    ex = exchange(fake_binance_clean)
     ex.load_markets()
-    fake_binance_clean.add_rule(path="/api/v3/klines", delay=1.0, times=1)
+    fake_binance_clean.add_rule(path="/api/v3/klines", delay=5.0, times=1)
+    ex.timeout = 1000  # ms, only for the delayed call: the others keep ccxt's default
     with pytest.raises(ccxt.RequestTimeout):
         ex.fetch_ohlcv("ETH/BTC", "1m", limit=2)
+    ex.timeout = 10000
     assert len(ex.fetch_ohlcv("ETH/BTC", "1m", limit=2)) == 2
 
 

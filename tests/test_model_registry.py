@@ -44,13 +44,15 @@ def tracking_uri(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("mlartifacts")
     # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI: put the environment back
     # exactly, or every later MlflowClient in this process would use this module's registry.
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    # set_experiment exports MLFLOW_EXPERIMENT_ID the same way.
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("models", artifact_location=str(artifacts)))
     yield uri
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+    mlflow.tracking.fluent._active_experiment_id = None  # set_experiment's module-level choice
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

@@ -191,58 +191,60 @@ class AwsWorld:
 def aws(servers, postgres_url):
     """AWS as the Pulumi stack leaves it, in moto; the process environment pointed at moto."""
     saved = dict(os.environ)
-    os.environ.update(
-        AWS_ENDPOINT_URL=servers["moto"],
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_REGION=REGION,
-    )
-    ec2 = boto3.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto needs it for awsvpc
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
-        for cidr, zone in (("10.0.11.0/24", "us-east-1a"), ("10.0.12.0/24", "us-east-1b"))
-    ]
-    group = ec2.create_security_group(GroupName=f"tradai-{STACK}-ecs", Description="ECS", VpcId=vpc)[
-        "GroupId"
-    ]
-    boto3.client("ecs").create_cluster(
-        clusterName=aws_contract.cluster_name(STACK), capacityProviders=["FARGATE", "FARGATE_SPOT"]
-    )
-    iam = boto3.client("iam")
-    trust = json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )
-    run_role = iam.create_role(RoleName=f"tradai-{STACK}-dagster-run", AssumeRolePolicyDocument=trust)
-    execution_role = iam.create_role(RoleName=f"tradai-{STACK}-ecs-execution", AssumeRolePolicyDocument=trust)
-    secret = boto3.client("secretsmanager").create_secret(
-        Name=aws_contract.secret_name(STACK, aws_contract.DAGSTER_DATABASE_URL_SECRET),
-        SecretString=postgres_url,
-    )
-    run_log_group = f"/tradai/{STACK}/dagster-runs"
-    boto3.client("logs").create_log_group(logGroupName=run_log_group)
-    boto3.client("s3").create_bucket(Bucket=aws_contract.bucket_name("logs", STACK))
-    yield AwsWorld(
-        subnet_ids=subnets,
-        security_group_id=group,
-        run_role_arn=run_role["Role"]["Arn"],
-        execution_role_arn=execution_role["Role"]["Arn"],
-        database_secret_arn=secret["ARN"],
-        run_log_group=run_log_group,
-    )
-    os.environ.clear()
-    os.environ.update(saved)
+    try:  # a failing setup must not leave the session pointed at moto
+        os.environ.update(
+            AWS_ENDPOINT_URL=servers["moto"],
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+        )
+        ec2 = boto3.client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto needs it for awsvpc
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+            for cidr, zone in (("10.0.11.0/24", "us-east-1a"), ("10.0.12.0/24", "us-east-1b"))
+        ]
+        group = ec2.create_security_group(GroupName=f"tradai-{STACK}-ecs", Description="ECS", VpcId=vpc)[
+            "GroupId"
+        ]
+        boto3.client("ecs").create_cluster(
+            clusterName=aws_contract.cluster_name(STACK), capacityProviders=["FARGATE", "FARGATE_SPOT"]
+        )
+        iam = boto3.client("iam")
+        trust = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        )
+        run_role = iam.create_role(RoleName=f"tradai-{STACK}-dagster-run", AssumeRolePolicyDocument=trust)
+        execution_role = iam.create_role(RoleName=f"tradai-{STACK}-ecs-execution", AssumeRolePolicyDocument=trust)
+        secret = boto3.client("secretsmanager").create_secret(
+            Name=aws_contract.secret_name(STACK, aws_contract.DAGSTER_DATABASE_URL_SECRET),
+            SecretString=postgres_url,
+        )
+        run_log_group = f"/tradai/{STACK}/dagster-runs"
+        boto3.client("logs").create_log_group(logGroupName=run_log_group)
+        boto3.client("s3").create_bucket(Bucket=aws_contract.bucket_name("logs", STACK))
+        yield AwsWorld(
+            subnet_ids=subnets,
+            security_group_id=group,
+            run_role_arn=run_role["Role"]["Arn"],
+            execution_role_arn=execution_role["Role"]["Arn"],
+            database_secret_arn=secret["ARN"],
+            run_log_group=run_log_group,
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
