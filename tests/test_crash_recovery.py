@@ -43,16 +43,16 @@ def test_import_after_a_killed_import_completes_the_store(tmp_path, instance):
     uri = f"lmdb://{tmp_path / 'arctic'}"
     home = tmp_path / "dagster"
     home.mkdir()
-    killed = subprocess.Popen(
+    # The run kills itself right after its first candle write: one pair stored, two not yet.
+    killed = subprocess.run(
         [sys.executable, "-m", "tests.run_market_data", str(tmp_path / "u.yaml"), uri, "binance_spot",
          "2018-01-10", "2018-01-30"],
-        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home), "KILL_AFTER_WRITES": "1"},
+        capture_output=True, text=True, timeout=300,
     )
-    time.sleep(4)  # inside the run: imports done, reading and writing under way
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
-
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     location = MarketDataLocation(universe, ArcticStore(uri=uri))
+    assert len(location.arctic.candle_symbols("binance", "spot")) == 1
     result = location.ohlcv("binance_spot", instance, "2018-01-10", "2018-01-30")
     assert result.success
     checks = check_results(result)
