@@ -50,15 +50,19 @@ def copy_strategies(destination: Path, *names: str) -> Path:
 class BacktestLocation:
     """Market data for the spot sample plus the strategies of one directory, against local stores."""
 
-    def __init__(self, root: Path, strategies: Path, futures: bool = False, mlflow: MlflowTracker | None = None):
+    def __init__(self, root: Path, strategies: Path, futures: bool = False, mlflow: MlflowTracker | None = None,
+                 resources: dict[str, Any] | None = None):
         self.root = root
         entries = write_universe(root / "universe.yaml", [spot_sample_entry()] + ([futures_sample_entry()] if futures else []))
         self.entry = entries[0]
         self.futures_entry = entries[1] if futures else None
         self.arctic = ArcticStore(uri=f"lmdb://{root / 'arctic'}")
         self.store = BacktestStore(arctic=self.arctic)
-        self.mlflow = mlflow or MlflowTracker(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "mlartifacts"))
+        self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.mlflow = mlflow or MlflowTracker(tracking_uri=self.tracking_uri, artifact_root=str(root / "mlartifacts"))
+        self.runner = FreqtradeRunner(workdir=str(root))
         self.strategies = build_strategies(strategies, entries)
+        self.specs = {s.name: s for s in self.strategies.specs}
         market_data = build_market_data(entries, schedules_running=False)
         self.defs = dg.Definitions(
             assets=market_data.assets + self.strategies.assets,
@@ -69,19 +73,20 @@ class BacktestLocation:
                 "arctic": self.arctic,
                 "exchange": ExchangeResource(max_retries=0),
                 "backtest_store": self.store,
-                "freqtrade_runner": FreqtradeRunner(workdir=str(root)),
+                "freqtrade_runner": self.runner,
                 "mlflow": self.mlflow,
+                **(resources or {}),
             },
         )
         self.job = self.defs.resolve_implicit_global_asset_job_def()
 
-    def load_sample(self, instance: dg.DagsterInstance) -> None:
+    def load_sample(self, instance: dg.DagsterInstance, first: str = "2018-01-10", last: str = "2018-01-30") -> None:
         from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
         assert self.job.execute_in_process(instance=instance, asset_selection=[markets_key(self.entry)]).success
         result = self.job.execute_in_process(
             instance=instance, asset_selection=[ohlcv_key(self.entry)],
-            tags={ASSET_PARTITION_RANGE_START_TAG: "2018-01-10", ASSET_PARTITION_RANGE_END_TAG: "2018-01-30"},
+            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
         )
         assert result.success
 
