@@ -12,7 +12,7 @@ export TRADAI_ENV ?= local
 # The API's local signing secret (hs256). Development only: AWS verifies Cognito tokens (docs/api.md).
 export TRADAI_API_JWT_SECRET ?= tradai-local-development-secret-not-for-aws
 export TRADAI_DAGSTER_GRAPHQL_URL ?= http://127.0.0.1:3000/graphql
-# Local dry-run bots trade on the local simulated Binance exchange (resources/local_exchange.py) that
+# Local dry-run bots trade on the local simulated Binance exchange (simulator/binance.py) that
 # `make dev` starts; `make dev TRADAI_LOCAL_EXCHANGE_URL=` sends them to the real exchange instead.
 # Only for `make dev`: tests start their own exchange.
 LOCAL_EXCHANGE_URL := http://127.0.0.1:8300
@@ -41,13 +41,13 @@ dev: env
 	@echo "API token (12 h, development secret): export TRADAI_API_TOKEN=$$($(BIN)/tradai token)"
 	@trap 'kill 0' INT TERM; \
 	if [ "$$TRADAI_LOCAL_EXCHANGE_URL" = "$(LOCAL_EXCHANGE_URL)" ]; then \
-		$(BIN)/python -m resources.local_exchange --host 127.0.0.1 --port 8300 & \
+		$(BIN)/python -m simulator.binance --host 127.0.0.1 --port 8300 & \
 	fi; \
 	$(BIN)/mlflow server --backend-store-uri "$$MLFLOW_TRACKING_URI" \
 		--default-artifact-root "$$TRADAI_HOME/mlartifacts" --host 127.0.0.1 --port 5000 & \
 	(cd "$$DAGSTER_HOME" && $(CURDIR)/$(BIN)/dagster dev --host 127.0.0.1 --port 3000 \
 		--workspace $(CURDIR)/workspace.yaml) & \
-	$(BIN)/uvicorn --factory tradai_assets.api.app:create_app_from_environment --host 127.0.0.1 --port 8000 & \
+	$(BIN)/uvicorn --factory tradai_api.app:create_app_from_environment --host 127.0.0.1 --port 8000 & \
 	wait
 
 test: env

@@ -44,10 +44,11 @@ def btc_candles(pair_index: int, periods: int):
 
 def prepare(workdir: Path, periods: int = PERIODS) -> dict:
     """The same candles in ArcticDB (ours) and as feather files (Freqtrade's), the snapshot, configs."""
-    from resources.arctic import ArcticStore, candle_symbol
+    from resources.arctic import ArcticStore
     from tradai_assets.backtests import resolve_timerange
     from tradai_assets.market_data import content_hash, read_markets_file
-    from tradai_assets.strategy_config import load_base_config
+    from tradai_core.candles import candle_symbol
+    from tradai_core.strategy_config import load_base_config
 
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -245,7 +246,7 @@ def mlflow_logging(workdir: Path, repeat: int) -> str:
     from resources.freqtrade_runner import FreqtradeRunner
     from resources.mlflow_tracker import MlflowTracker
     from tradai_assets.backtests import plan_backtest, record_backtest
-    from tradai_assets.strategy_config import load_base_config
+    from tradai_core.strategy_config import load_base_config
 
     prepare(workdir)
     arctic = ArcticStore(uri=f"lmdb://{workdir / 'arctic'}")

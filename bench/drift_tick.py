@@ -29,6 +29,7 @@ from tests.model_lifecycle_support import (
     store_stationary_market,
     write_toy_strategy,
 )
+from tradai_assets.model_lifecycle import train_jobs
 
 GOAL_SECONDS = 30.0
 
@@ -53,7 +54,7 @@ def main() -> None:
             make_champion(registry, spec.name, version)
             specs.append(spec)
         setup = time.perf_counter() - setup
-        (sensor,) = [s for s in build_model_sensors(specs) if s.name == "drift_sensor"]
+        (sensor,) = [s for s in build_model_sensors(specs, train_jobs(specs)) if s.name == "drift_sensor"]
         with dg.instance_for_test() as instance:
             timings = []
             for _ in range(2):  # the first tick pays the imports (Freqtrade, scikit-learn); a daemon pays them once

@@ -1,4 +1,4 @@
-"""Market-data benchmarks against the local simulated exchange (resources/local_exchange.py) and ArcticDB on LMDB.
+"""Market-data benchmarks against the local simulated exchange (simulator/binance.py) and ArcticDB on LMDB.
 
     .venv/bin/python -m bench.market_data ingest        # 10 pairs x 1 year of 1m candles: ours over bare ccxt
     .venv/bin/python -m bench.market_data incremental   # one new day into a 3-year store over into an empty one
@@ -18,14 +18,18 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import yaml
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from bench.common import REPO, report, synthetic_candles
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
 from resources.exchange import ExchangeResource
 from tests.fakes.client import FakeBinance
 from tradai_assets.market_data import build_market_data, ohlcv_key
-from tradai_assets.universe import load_universe
+from tradai_core.candles import candle_symbol
+from tradai_core.universe import load_universe
 
 PAIRS = ["ADA/BTC", "DASH/BTC", "ETC/BTC", "ETH/BTC", "LTC/BTC", "NXT/BTC", "TRX/BTC", "XLM/BTC", "XMR/BTC", "ZEC/BTC"]
 

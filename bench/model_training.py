@@ -16,13 +16,14 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import REPO, report, synthetic_candles
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
 from resources.mlflow_tracker import MlflowTracker
 from resources.model_registry import ModelRegistry
-from resources.model_settings import ModelSettings
-from resources.model_strategy import load_strategy_class
-from tradai_assets.model_training import training_params, log_and_register, train_model
-from tradai_assets.strategy_discovery import strategies_in_file
+from tradai_assets.model_training import log_and_register, train_model, training_params
+from tradai_core.candles import candle_symbol
+from tradai_core.model_settings import ModelSettings
+from tradai_core.model_strategy import load_strategy_class
+from tradai_core.strategy_discovery import strategies_in_file
 
 PAIRS = ["ADA/BTC", "DASH/BTC", "ETC/BTC", "ETH/BTC", "LTC/BTC", "NXT/BTC", "TRX/BTC", "XLM/BTC", "XMR/BTC", "ZEC/BTC"]
 STRATEGY = REPO / "strategies" / "MlMomentum.py"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import best_of, median, report
-from tradai_assets.drift import psi, reference_bins
+from tradai_core.drift import psi, reference_bins
 
 FEATURES = 50
 REFERENCE_ROWS = 1_000_000

@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from bench.common import best_of, report, synthetic_candles
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
+from tradai_core.candles import candle_symbol
 
 PAIRS = [f"C{i:02d}/USDT" for i in range(10)]
 PERIODS = 365 * 288  # one year of 5m candles

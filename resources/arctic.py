@@ -27,6 +27,8 @@ import pandas as pd
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from tradai_core.candles import candle_library_name
+
 MARKETS_LIBRARY = "markets"
 
 
@@ -49,19 +51,6 @@ def _connect(uri: str):
 
 def _lmdb_root(uri: str) -> Path | None:
     return Path(uri.removeprefix("lmdb://").split("?")[0]) if uri.startswith("lmdb://") else None
-
-
-def candle_library_name(exchange: str, market_type: str) -> str:
-    return f"ohlcv.{exchange}.{market_type}"
-
-
-def candle_symbol(pair: str, timeframe: str, candle_type: str) -> str:
-    return f"{pair}|{timeframe}|{candle_type}"
-
-
-def parse_candle_symbol(symbol: str) -> tuple[str, str, str]:
-    pair, timeframe, candle_type = symbol.split("|")
-    return pair, timeframe, candle_type
 
 
 @dataclass(frozen=True)

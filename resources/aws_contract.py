@@ -28,6 +28,8 @@ class EnvVar:
     MLFLOW_TRACKING_URI: Final = "MLFLOW_TRACKING_URI"
     MLFLOW_UI_URL: Final = "MLFLOW_UI_URL"  # links to runs in Dagster's metadata (the public UI)
     ARCTICDB_URI: Final = "ARCTICDB_URI"
+    # Local dry-run bots only: the simulated exchange they trade on (never for live trading).
+    LOCAL_EXCHANGE_URL: Final = "TRADAI_LOCAL_EXCHANGE_URL"
     AWS_REGION: Final = "AWS_REGION"
 
     # Dagster instance (deploy/dagster.yaml).

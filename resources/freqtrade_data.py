@@ -12,7 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from freqtrade.candle_columns import FUNDING_RATE_LEGACY_RENAME, OHLCV_COLUMNS, get_candle_columns
+from freqtrade.candle_columns import (
+    FUNDING_RATE_LEGACY_RENAME,
+    OHLCV_COLUMNS,
+    get_candle_columns,
+)
 
 EXTENSIONS = ("feather", "parquet", "json", "json.gz")
 

@@ -257,7 +257,9 @@ class FreqtradeRunner(ConfigurableResource):
         re-runs the backtest cut off at each trade's entry and exit and compares signals and
         indicators with the full run."""
         from freqtrade.optimize.analysis.lookahead import LookaheadAnalysis
-        from freqtrade.optimize.analysis.lookahead_helpers import LookaheadAnalysisSubFunctions
+        from freqtrade.optimize.analysis.lookahead_helpers import (
+            LookaheadAnalysisSubFunctions,
+        )
 
         analysis = self._analyse(request, "lookahead", LookaheadAnalysisSubFunctions.calculate_config_overrides, LookaheadAnalysis)
         found = analysis.current_analysis
@@ -275,7 +277,9 @@ class FreqtradeRunner(ConfigurableResource):
         """Freqtrade's ``recursive-analysis``: the indicators whose last value depends on how many
         startup candles precede it."""
         from freqtrade.optimize.analysis.recursive import RecursiveAnalysis
-        from freqtrade.optimize.analysis.recursive_helpers import RecursiveAnalysisSubFunctions
+        from freqtrade.optimize.analysis.recursive_helpers import (
+            RecursiveAnalysisSubFunctions,
+        )
 
         analysis = self._analyse(request, "recursive", RecursiveAnalysisSubFunctions.calculate_config_overrides, RecursiveAnalysis)
         return RecursionFindings(

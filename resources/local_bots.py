@@ -4,7 +4,7 @@ Each bot has a directory ``$TRADAI_HOME/bots/<strategy_id>/``:
 
 - ``launch.json``: the command, its environment and the restart policy, written by ``reconcile``; the
   environment is the one a bot's container gets (``aws_contract.BOT_ENV`` and the freqtrade overrides,
-  see ``resources.bot_runtime``), with heartbeats going to ``$TRADAI_HOME/bots/state.db`` and, when
+  see ``tradai_bot.runtime``), with heartbeats going to ``$TRADAI_HOME/bots/state.db`` and, when
   ``exchange_url`` is set, ``TRADAI_LOCAL_EXCHANGE_URL`` (the bot trades on the local simulated exchange);
 - ``supervisor.pid`` and ``status.json`` (state, bot process id, restarts, last exit code);
 - ``freqtrade.log`` (freqtrade's log, rotated by freqtrade), ``bot.log`` (the process's console
@@ -13,7 +13,7 @@ Each bot has a directory ``$TRADAI_HOME/bots/<strategy_id>/``:
 
 ``list_bots()`` describes every deployed bot (one with a ``launch.json``).
 
-The supervisor is a detached process (``python -m resources.bot_supervisor supervise <dir>``), so a
+The supervisor is a detached process (``python -m tradai_bot.supervisor supervise <dir>``), so a
 bot outlives the Dagster run that started it; see that module for its restart policy.
 
 Reconciling an unchanged spec leaves a running bot alone (same processes). The local backend runs
@@ -35,12 +35,11 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources import aws_contract
-from resources.bot_runtime import LOCAL_EXCHANGE_URL
 from resources.bot_services import BotSpec, BotSpecError
-from resources.bot_supervisor import now, read_json, write_json
+from tradai_core.state_files import now, read_json, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SUPERVISOR_MODULE = "resources.bot_supervisor"
+SUPERVISOR_MODULE = "tradai_bot.supervisor"
 STATES = ("starting", "running", "restarting", "failed", "stopped")
 
 
@@ -73,7 +72,7 @@ class LocalBotServices(ConfigurableResource):
     )
     exchange_url: str | None = Field(
         default=None,
-        description="URL of the local simulated exchange (resources.local_exchange) the bots trade on; "
+        description="URL of the local simulated exchange (simulator.binance) the bots trade on; "
         "$TRADAI_LOCAL_EXCHANGE_URL when None; empty: the real exchange.",
     )
     heartbeat_seconds: float = Field(default=60, gt=0, description="How often a bot writes its heartbeat.")
@@ -88,7 +87,7 @@ class LocalBotServices(ConfigurableResource):
 
     @property
     def local_exchange_url(self) -> str | None:
-        url = self.exchange_url if self.exchange_url is not None else os.environ.get(LOCAL_EXCHANGE_URL, "")
+        url = self.exchange_url if self.exchange_url is not None else os.environ.get(aws_contract.EnvVar.LOCAL_EXCHANGE_URL, "")
         return url.strip() or None
 
     @property
@@ -199,7 +198,7 @@ class LocalBotServices(ConfigurableResource):
             ),
         }
         if self.local_exchange_url:
-            environment[LOCAL_EXCHANGE_URL] = self.local_exchange_url
+            environment[aws_contract.EnvVar.LOCAL_EXCHANGE_URL] = self.local_exchange_url
         command = [
             self.tradai,
             "run-bot",

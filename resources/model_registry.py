@@ -213,7 +213,7 @@ class ModelRegistry(ConfigurableResource):
                             self._optional(model, CHALLENGER))
 
     def record_decision(self, model: str, decision: dict[str, Any], trigger: str) -> pd.Series:
-        """Apply a champion/challenger decision (``tradai_assets.promotion.PromotionDecision.to_dict()``).
+        """Apply a champion/challenger decision (``tradai_core.promotion.PromotionDecision.to_dict()``).
 
         ``promote``: ``previous`` moves to the old champion (when there is one), ``champion`` to the
         challenger's version, and the ``challenger`` alias is removed (that version is now the champion).

@@ -20,7 +20,7 @@ deploys the new champion with the deployment's last settings and records both ve
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,16 +28,15 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from tradai_assets.deployments import (
+from resources.bot_control import is_running, list_bots
+from tradai_core.keys import (
+    DEPLOYMENT_CONFIG_KEYS,
     TRIGGER_TAG,
     deployment_key,
-    is_running,
-    latest_deployment,
-    list_bots,
-    redeploy_run_config,
     strategy_id,
 )
-from tradai_assets.strategy_discovery import StrategySpec
+from tradai_core.materializations import latest_deployment
+from tradai_core.strategy_discovery import StrategySpec
 
 HEARTBEAT_SENSOR = "bot_heartbeat"
 HOTSWAP_SENSOR = "model_hotswap"
@@ -48,6 +47,17 @@ AUTO_RESTARTS_ENV = "TRADAI_BOT_AUTO_RESTARTS"
 AUTO_RESTARTS_DEFAULT = {"local": 0, "aws": 2}
 HOTSWAP_EVENTS = ("promote", "rollback", "champion")
 BAD = ("unhealthy", "failed")
+
+
+def redeploy_run_config(name: str, previous: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """Run config that deploys again what the latest deployment deployed (hot-swap, restart)."""
+    desired = dict(previous.get("desired") or {})
+    config = {k: desired[k] for k in DEPLOYMENT_CONFIG_KEYS if desired.get(k) not in (None, [], ())}
+    if "stake_amount" in config:
+        config["stake_amount"] = str(config["stake_amount"])
+    config["force"] = bool(previous.get("forced", False))
+    config.update(extra)
+    return {"ops": {deployment_key(name).to_python_identifier(): {"config": config}}}
 
 
 @dataclass(frozen=True)

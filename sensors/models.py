@@ -27,23 +27,27 @@ import dagster as dg
 import pandas as pd
 
 from resources.arctic import ArcticStore
-from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry, ModelRegistryError, RegistryUnavailableError
+from resources.model_registry import (
+    CHALLENGER,
+    CHAMPION,
+    ModelRegistry,
+    ModelRegistryError,
+    RegistryUnavailableError,
+)
 from resources.notifier import Notifier
-from tradai_assets.drift import DriftInputError, DriftReport, ReferenceBins, drift_report
-from tradai_assets.model_lifecycle import (
-    EVALUATE_JOB,
-    EVALUATE_OP,
+from tradai_core.drift import DriftInputError, DriftReport, ReferenceBins, drift_report
+from tradai_core.keys import EVALUATE_JOB, EVALUATE_OP, model_key, train_job_name
+from tradai_core.model_data import (
+    feature_window,
     market_of,
     model_settings,
     model_specs,
+    predict,
     stored_end,
     strategy_config,
-    train_job,
-    train_job_name,
 )
-from tradai_assets.model_training import model_key
-from tradai_assets.strategy_config import BASE_CONFIG_PATH
-from tradai_assets.strategy_discovery import StrategySpec
+from tradai_core.strategy_config import BASE_CONFIG_PATH
+from tradai_core.strategy_discovery import StrategySpec
 
 DRIFT_INTERVAL_ENV = "TRADAI_DRIFT_INTERVAL_SECONDS"
 DEFAULT_DRIFT_INTERVAL = 6 * 3600
@@ -82,8 +86,7 @@ def recent_window(arctic: ArcticStore, spec: StrategySpec, champion: int, regist
                   days: float, base_path: Path) -> tuple[pd.DataFrame, tuple[pd.Timestamp, pd.Timestamp]]:
     """The features of the last ``days`` of stored candles of the model's pairs, with the champion's
     predictions as the ``prediction`` column."""
-    from resources.model_strategy import PREDICTION, load_model, load_strategy_class
-    from tradai_assets.model_training import feature_window, predict
+    from tradai_core.model_strategy import PREDICTION, load_model, load_strategy_class
 
     market = market_of(strategy_config(spec, base_path))
     end = stored_end(arctic, market)
@@ -157,9 +160,10 @@ def load_cursor(cursor: str | None) -> dict[str, Any]:
     return state if isinstance(state.get("models"), dict) else {"models": {}}
 
 
-def build_drift_sensor(specs: list[StrategySpec], base_path: Path = BASE_CONFIG_PATH) -> dg.SensorDefinition:
+def build_drift_sensor(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH) -> dg.SensorDefinition:
+    """``train_jobs``: the code location's ``train_<Name>`` jobs, the runs this sensor requests."""
     models = [s for s in model_specs(specs)]
-    jobs = [train_job(s.name) for s in models]
+    jobs = list(train_jobs)
 
     @dg.sensor(
         name="drift_sensor",
@@ -346,6 +350,6 @@ def build_run_failure_notifier() -> dg.SensorDefinition:
     return run_failure_notifier
 
 
-def build_model_sensors(specs: list[StrategySpec], base_path: Path = BASE_CONFIG_PATH) -> list[dg.SensorDefinition]:
+def build_model_sensors(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH) -> list[dg.SensorDefinition]:
     """The drift and challenger sensors over the model strategies, and the failed-run notifier."""
-    return [build_drift_sensor(specs, base_path), build_challenger_sensor(specs, base_path), build_run_failure_notifier()]
+    return [build_drift_sensor(specs, train_jobs, base_path), build_challenger_sensor(specs, base_path), build_run_failure_notifier()]

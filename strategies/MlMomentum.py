@@ -6,7 +6,7 @@ import pandas as pd
 from pandas import DataFrame
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from resources.model_strategy import ModelStrategy
+from tradai_core.model_strategy import ModelStrategy
 
 HORIZON = 12  # candles the label looks ahead; model_settings.label_horizon says the same
 

@@ -22,8 +22,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.servers import BIN, free_port, stop, wait_http
-from tradai_assets.api.auth import ALL_SCOPES, mint_token
-from tradai_assets.api.settings import ApiSettings
+from tradai_api.auth import ALL_SCOPES, mint_token
+from tradai_api.settings import ApiSettings
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789abcdef0123456789"
@@ -165,7 +165,7 @@ def local_stack(root: Path, strategy_files: list[str]) -> Iterator[Stack]:
     # As `make dev` does: start outside the repository so Dagster reads only DAGSTER_HOME's dagster.yaml.
     dagster = _start([str(BIN / "dagster"), "dev", "--host", "127.0.0.1", "--port", str(dagster_port),
                       "--workspace", str(REPO / "workspace.yaml")], home / "dagster", env, root / "dagster.log")
-    api = _start([str(BIN / "uvicorn"), "--factory", "tradai_assets.api.app:create_app_from_environment",
+    api = _start([str(BIN / "uvicorn"), "--factory", "tradai_api.app:create_app_from_environment",
                   "--host", "127.0.0.1", "--port", str(api_port)], REPO, env, root / "api.log")
     try:
         wait_http(f"http://127.0.0.1:{api_port}/api/v1/health", api, timeout=60)

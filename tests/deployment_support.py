@@ -18,7 +18,7 @@ from resources.local_bots import LocalBotServices
 from tradai_assets.deployments import build_deployment_assets, deployment_key
 from tradai_assets.market_data import content_hash
 from tradai_assets.strategies import backtest_key
-from tradai_assets.strategy_discovery import StrategySpec
+from tradai_core.strategy_discovery import StrategySpec
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tradai-bot-dev:test"

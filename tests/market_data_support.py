@@ -12,7 +12,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from resources.arctic import ArcticStore
 from resources.exchange import ExchangeResource
 from tradai_assets.market_data import build_market_data, markets_key, ohlcv_key
-from tradai_assets.universe import UniverseEntry, load_universe
+from tradai_core.universe import UniverseEntry, load_universe
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tradai_assets" / "sample"

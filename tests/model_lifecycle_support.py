@@ -3,18 +3,18 @@ training registers them (an sklearn model under ``model`` in its run, reference 
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
 from resources.model_registry import ModelRegistry
-from resources.model_strategy import PREDICTION, load_strategy_class
-from tradai_assets.drift import reference_bins
-from tradai_assets.model_training import feature_window, predict
-from tradai_assets.strategy_discovery import StrategySpec, discover_strategies
+from tradai_core.model_data import feature_window, predict
+from tradai_core.candles import candle_symbol
+from tradai_core.drift import reference_bins
+from tradai_core.model_strategy import PREDICTION, load_strategy_class
+from tradai_core.strategy_discovery import StrategySpec, discover_strategies
 
 STEP = pd.Timedelta(minutes=5)
 SYNTHETIC_PAIRS = ["AAA/BTC", "BBB/BTC"]
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from resources.model_strategy import ModelStrategy
+from tradai_core.model_strategy import ModelStrategy
 
 
 class {name}(ModelStrategy):

@@ -11,7 +11,7 @@ from resources.arctic import ArcticStore
 from resources.model_registry import ModelRegistry
 from resources.notifier import Notifier
 from tests.backtest_support import EXAMPLE_STRATEGIES, BacktestLocation
-from tradai_assets.model_training import model_key
+from tradai_core.keys import model_key
 
 
 def strategy_variant(destination: Path, name: str, replacements: dict[str, str], source: str = "MlMomentum") -> Path:

@@ -14,7 +14,7 @@ import dagster as dg
 
 from resources.arctic import ArcticStore
 from tests.market_data_support import MarketDataLocation
-from tradai_assets.universe import load_universe
+from tradai_core.universe import load_universe
 
 
 def kill_after_writes(count: int) -> None:

@@ -7,9 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api_support import SECRET, JwksServer, RsaKey, bearer, hs256_settings, hs256_token
-from tradai_assets.api.app import create_app
-from tradai_assets.api.auth import BACKTESTS_READ, DATA_READ
-from tradai_assets.api.settings import ApiSettings, SettingsError
+from tradai_api.app import create_app
+from tradai_api.auth import BACKTESTS_READ, DATA_READ
+from tradai_api.settings import ApiSettings, SettingsError
 
 ROUTE = "/api/v1/strategies"  # answers from the strategy files alone: no Dagster needed
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"

@@ -13,11 +13,11 @@ import pytest
 from resources.bot_services import BotSpec, EcsBotServices
 from resources.trading_state import Heartbeat, SqliteTradingState
 from tests.api_support import dagster_webserver, hs256_settings, hs256_token, queued_run, serve_api
-from tradai_assets.api.app import create_app
-from tradai_assets.api.auth import BOTS_READ, BOTS_WRITE, MODELS_WRITE
-from tradai_assets.api.stores import BotBackends
-from tradai_assets.client import ApiError, TradaiClient
+from tradai_api.app import create_app
+from tradai_api.auth import BOTS_READ, BOTS_WRITE, MODELS_WRITE
+from tradai_api.stores import BotBackends
 from tradai_assets.deployments import strategy_id
+from tradai_client.client import ApiError, TradaiClient
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tradai-app-dev:abc123"
 
@@ -162,7 +162,7 @@ def test_scopes(api_url):
 def test_cli_bots_commands(api_url, ecs):
     from click.testing import CliRunner
 
-    from tradai_assets import cli
+    from tradai_client import cli
 
     env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user"), "COLUMNS": "200"}
 
@@ -203,7 +203,7 @@ def test_a_crash_looping_ecs_bot_with_a_fresh_heartbeat_is_not_healthy():
     from types import SimpleNamespace
 
     from resources.bot_services import ServiceState
-    from tradai_assets.api.routes.bots import bot_row
+    from tradai_api.routes.bots import bot_row
 
     svc = SimpleNamespace(bots=SimpleNamespace(bot_services=object()),
                           settings=SimpleNamespace(heartbeat_max_age_seconds=180))

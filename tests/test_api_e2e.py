@@ -11,7 +11,7 @@ import pytest
 
 from tests.api_support import local_stack
 from tests.servers import BIN
-from tradai_assets.client import ApiError, TradaiClient
+from tradai_client.client import ApiError, TradaiClient
 
 pytestmark = pytest.mark.timeout(600)
 

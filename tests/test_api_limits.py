@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from tests.api_support import bearer, hs256_settings, hs256_token
 from tests.servers import free_port
-from tradai_assets.api.app import create_app
-from tradai_assets.api.ratelimit import RateLimiter
-from tradai_assets.api.settings import RateLimit, SettingsError
+from tradai_api.app import create_app
+from tradai_api.ratelimit import RateLimiter
+from tradai_api.settings import RateLimit, SettingsError
 
 BACKTESTS = "/api/v1/backtests"
 

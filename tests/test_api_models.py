@@ -9,14 +9,14 @@ from mlflow import MlflowClient
 from resources.arctic import ArcticStore
 from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry
 from tests.api_support import dagster_webserver, hs256_settings, hs256_token, queued_run, serve_api
-from tradai_assets.api.app import create_app
-from tradai_assets.api.auth import BACKTESTS_READ, MODELS_READ, MODELS_WRITE
-from tradai_assets.client import ApiError, TradaiClient
+from tradai_api.app import create_app
+from tradai_api.auth import BACKTESTS_READ, MODELS_READ, MODELS_WRITE
+from tradai_client.client import ApiError, TradaiClient
 
 MODEL = "DemoModel"
 LONE = "LoneModel"  # a champion and nothing before it
 MODEL_FILE = '''
-from resources.model_strategy import ModelStrategy
+from tradai_core.model_strategy import ModelStrategy
 
 
 class DemoModel(ModelStrategy):
@@ -184,7 +184,7 @@ def test_registry_unreachable_is_503(root, monkeypatch):
 def test_cli_models_commands(api_url, api):
     from click.testing import CliRunner
 
-    from tradai_assets import cli
+    from tradai_client import cli
 
     env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user"), "COLUMNS": "200"}
 

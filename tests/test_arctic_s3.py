@@ -4,8 +4,9 @@ import uuid
 
 import pandas as pd
 
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
 from tests.market_data_support import SAMPLE, SAMPLE_DATA, MarketDataLocation, check_results, write_universe
+from tradai_core.candles import candle_symbol
 
 
 def test_sample_import_and_snapshot_on_s3(moto, tmp_path, instance):

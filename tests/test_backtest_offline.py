@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 
 from tests.backtest_support import BacktestLocation, backtest_offline, copy_strategies
-from tests.market_data_support import INSTANCE_OVERRIDES, SAMPLE_DATA, SPOT_PAIRS, failure_message, materialization_metadata
+from tests.market_data_support import (
+    INSTANCE_OVERRIDES,
+    SAMPLE_DATA,
+    SPOT_PAIRS,
+    failure_message,
+    materialization_metadata,
+)
 from tradai_assets.strategies import backtest_key, config_key
 
 METRICS = {"profit_total_abs", "profit_total", "trades", "winrate", "max_drawdown", "sharpe", "sortino", "calmar",

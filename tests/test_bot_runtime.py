@@ -21,8 +21,12 @@ import psutil
 import pytest
 
 from resources import aws_contract
-from resources.arctic import ArcticStore, candle_symbol
-from resources.bot_runtime import (
+from resources.arctic import ArcticStore
+from resources.bot_services import BotSpec
+from resources.local_bots import LocalBotServices
+from resources.trading_state import DynamoTradingState, SqliteTradingState
+from tests.fakes.client import FakeBinance
+from tradai_bot.runtime import (
     LOCAL_EXCHANGE_URL,
     BotRuntimeError,
     BotSettings,
@@ -33,11 +37,7 @@ from resources.bot_runtime import (
     strategy_is_model,
     trading_state,
 )
-from resources.bot_services import BotSpec
-from resources.local_bots import LocalBotServices
-from resources.trading_state import DynamoTradingState, SqliteTradingState
-from tests.fakes.client import FakeBinance
-from tradai_assets.candles import frame_from_rows
+from tradai_core.candles import candle_symbol, frame_from_rows
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRADAI = str(Path(sys.executable).parent / "tradai")
@@ -72,7 +72,7 @@ class WarmStrategy(IStrategy):
         return dataframe
 '''
 MODEL_STRATEGY = '''
-from resources.model_strategy import ModelStrategy
+from tradai_core.model_strategy import ModelStrategy
 
 
 class WarmModel(ModelStrategy):

@@ -6,8 +6,8 @@ import pytest
 
 from resources.freqtrade_data import read_candle_file
 from tests.market_data_support import SAMPLE_DATA
-from tradai_assets.candles import clean_candles, find_gaps, frame_from_rows, merge_candles, timeframe_delta
 from tradai_assets.market_data import missing_candles_report
+from tradai_core.candles import clean_candles, find_gaps, frame_from_rows, merge_candles, timeframe_delta
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 300_000  # on the 5m grid
 

@@ -8,10 +8,10 @@ from fastapi.testclient import TestClient
 
 from tests.api_support import SECRET, bearer, hs256_settings
 from tests.backtest_support import BacktestLocation
-from tradai_assets import cli
-from tradai_assets.api.app import create_app
-from tradai_assets.client import TradaiClient
-from tradai_assets.strategy_discovery import discover_strategies
+from tradai_api.app import create_app
+from tradai_client import cli
+from tradai_client.client import TradaiClient
+from tradai_core.strategy_discovery import discover_strategies
 
 
 def run(*args, env=None):

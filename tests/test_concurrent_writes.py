@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.instance.ref import InstanceRef
 import numpy as np
 import pandas as pd
 import pytest
+from dagster._core.instance.ref import InstanceRef
 
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
 from tests.market_data_support import REPO, write_universe
+from tradai_core.candles import candle_symbol
 
 PAIRS = ["AAA/USDT", "BBB/USDT", "CCC/USDT"]
 DAYS = 8

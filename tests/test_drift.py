@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradai_assets import drift
-from tradai_assets.drift import DriftInputError, ReferenceBins, band, drift_report, psi, psi_of_shares, reference_bins
+from tradai_core import drift
+from tradai_core.drift import DriftInputError, ReferenceBins, band, drift_report, psi, psi_of_shares, reference_bins
 
 EPS = 1e-4
 

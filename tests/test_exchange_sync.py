@@ -4,7 +4,7 @@ an unmodified ccxt through its URL configuration, with faults injected into its 
 import pandas as pd
 import pytest
 
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
 from resources.exchange import ExchangeResource
 from tests.market_data_support import (
     MarketDataLocation,
@@ -14,6 +14,7 @@ from tests.market_data_support import (
     write_universe,
 )
 from tradai_assets.market_data import markets_key, ohlcv_key
+from tradai_core.candles import candle_symbol
 
 NOW = "2024-03-03T10:02:30Z"  # the 10:00 candle is still open
 PAIRS = ["ETH/BTC", "LTC/BTC"]

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resources.local_exchange import API_PATHS, to_ms
+from simulator.binance import to_ms
 from tests.fakes.client import FakeBinance, FakeBinanceError
 from tests.fakes.fixtures import fake_binance, fake_binance_clean  # noqa: F401
+from tradai_core.binance_urls import API_PATHS
 
 FIVE_MINUTES = 5 * 60_000
 HOUR = 60 * 60_000

@@ -5,7 +5,6 @@ import shutil
 import pandas as pd
 import pytest
 
-from resources.arctic import candle_symbol
 from tests.market_data_support import (
     SAMPLE,
     SAMPLE_DATA,
@@ -17,6 +16,7 @@ from tests.market_data_support import (
     write_universe,
 )
 from tradai_assets.market_data import markets_key, ohlcv_key
+from tradai_core.candles import candle_symbol
 
 
 def spot_entry(tmp_path, import_dir=SAMPLE_DATA, **extra):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resources.arctic import ArcticStore, candle_symbol
+from resources.arctic import ArcticStore
 from resources.freqtrade_runner import FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
 from resources.model_registry import ModelRegistry
@@ -30,8 +30,10 @@ from tradai_assets.model_lifecycle import (
     SideResult,
     build_model_lifecycle,
     conclude,
+    train_jobs,
 )
-from tradai_assets.promotion import PromotionPolicy
+from tradai_core.candles import candle_symbol
+from tradai_core.promotion import PromotionPolicy
 
 NOTIFICATIONS = "tradai.notifications"
 
@@ -47,7 +49,7 @@ def test_one_training_job_and_a_running_schedule_per_model(tmp_path):
         "train_Weekly_schedule": ("0 3 * * 0", dg.DefaultScheduleStatus.RUNNING),
         "train_Daily_schedule": ("15 2 * * *", dg.DefaultScheduleStatus.RUNNING),
     }
-    sensors = build_model_sensors([weekly, daily])
+    sensors = build_model_sensors([weekly, daily], train_jobs([weekly, daily]))
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors)
     assert build_model_lifecycle([]) == ([], [])
 
@@ -193,9 +195,9 @@ def test_evaluate_challenger_end_to_end_with_real_backtests_on_the_sample(tmp_pa
 
 
 def test_a_model_strategy_sets_its_own_promotion_policy_and_bad_values_are_refused(tmp_path):
-    from resources.model_settings import ModelSettings, ModelSettingsError
     from tradai_assets.model_lifecycle import promotion_policy
-    from tradai_assets.strategy_discovery import StrategySpec
+    from tradai_core.model_settings import ModelSettings, ModelSettingsError
+    from tradai_core.strategy_discovery import StrategySpec
 
     values = {"min_trades": 50, "alpha": 0.01, "drawdown_tolerance": 0.05}
     spec = StrategySpec(name="Strict", file=tmp_path / "Strict.py", model_settings=values)

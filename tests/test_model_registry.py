@@ -21,8 +21,8 @@ from resources.model_registry import (
     VersionNotFoundError,
 )
 from tests.servers import free_port
-from tradai_assets.drift import ReferenceBins, psi, reference_bins
-from tradai_assets.promotion import decide
+from tradai_core.drift import ReferenceBins, psi, reference_bins
+from tradai_core.promotion import decide
 
 REPO = Path(__file__).resolve().parent.parent
 

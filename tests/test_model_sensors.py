@@ -23,7 +23,8 @@ from tests.model_lifecycle_support import (
     write_toy_strategy,
 )
 from tests.servers import free_port, mlflow_server
-from tradai_assets.model_training import model_key
+from tradai_assets.model_lifecycle import train_jobs
+from tradai_core.keys import model_key
 
 NOTIFICATIONS = "tradai.notifications"
 
@@ -46,7 +47,7 @@ class Location:
         if champion:
             self.champion = register_version(self.registry, self.spec, self.arctic, TRAIN_START, self.end - pd.Timedelta(days=2))
             make_champion(self.registry, self.spec.name, self.champion)
-        self.sensors = {s.name: s for s in build_model_sensors([self.spec])}
+        self.sensors = {s.name: s for s in build_model_sensors([self.spec], train_jobs([self.spec]))}
 
     def tick(self, sensor, instance, cursor=None, registry=None):
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
@@ -157,7 +158,7 @@ def test_a_failed_run_is_notified(instance, caplog):
 
     result = nightly.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
-    (sensor,) = [s for s in build_model_sensors([]) if s.name == "run_failure_notifier"]
+    (sensor,) = [s for s in build_model_sensors([], train_jobs([])) if s.name == "run_failure_notifier"]
     context = dg.build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_event=result.get_run_failure_event(), dagster_instance=instance,
         dagster_run=instance.get_run_by_id(result.run_id), resources={"notifier": Notifier()},
@@ -181,7 +182,7 @@ def test_a_drift_tick_through_a_real_mlflow_server(tmp_path):
         champion = register_version(registry, spec, arctic, TRAIN_START, end - pd.Timedelta(days=2))
         make_champion(registry, "Served", champion)
         append_shifted_market(arctic, end)
-        (sensor,) = [s for s in build_model_sensors([spec]) if s.name == "drift_sensor"]
+        (sensor,) = [s for s in build_model_sensors([spec], train_jobs([spec])) if s.name == "drift_sensor"]
         with dg.build_sensor_context(instance=instance, resources={
                 "model_registry": registry, "arctic": arctic, "notifier": Notifier()}) as context:
             result = sensor(context)

@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 
 from resources.model_registry import CHALLENGER, CHAMPION
-from resources.model_strategy import ModelUnavailableError, load_model, load_strategy_class
 from tests.backtest_support import copy_strategies
 from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
 from tests.model_support import ModelLocation, strategy_variant
-from tradai_assets.model_training import feature_window, model_key, model_target, predict
+from tradai_assets.model_training import model_target
+from tradai_core.keys import model_key
+from tradai_core.model_data import feature_window, predict
 from tradai_assets.strategies import backtest_key, backtest_model_version
+from tradai_core.model_strategy import ModelUnavailableError, load_model, load_strategy_class
 
 REPO = Path(__file__).resolve().parent.parent
 TWO_PAIRS = {'    timeframe = "5m"\n': '    timeframe = "5m"\n    pairs = ["ETH/BTC", "LTC/BTC"]\n',
@@ -45,7 +47,7 @@ def location(tmp_path_factory, instance):
 
 
 def test_model_strategy_module_runs_without_dagster():
-    code = "import sys, resources.model_strategy; assert 'dagster' not in sys.modules, 'dagster imported'"
+    code = "import sys, tradai_core.model_strategy; assert 'dagster' not in sys.modules, 'dagster imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 

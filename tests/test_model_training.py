@@ -9,11 +9,8 @@ import pandas as pd
 import pytest
 
 from resources.model_registry import CHALLENGER, CHAMPION
-from resources.model_settings import ModelSettings, ModelSettingsError
-from resources.model_strategy import load_model, load_strategy_class
 from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
 from tests.model_support import ModelLocation, strategy_variant
-from tradai_assets.drift import ReferenceBins
 from tradai_assets.model_training import (
     ModelInputError,
     model_key,
@@ -22,6 +19,9 @@ from tradai_assets.model_training import (
     train_model,
     walk_forward_folds,
 )
+from tradai_core.drift import ReferenceBins
+from tradai_core.model_settings import ModelSettings, ModelSettingsError
+from tradai_core.model_strategy import load_model, load_strategy_class
 
 THREE_PAIRS = '    timeframe = "5m"\n    pairs = ["ETH/BTC", "LTC/BTC", "XMR/BTC"]\n'
 SMALL = {'    timeframe = "5m"\n': THREE_PAIRS, '"folds": 4': '"folds": 3'}

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tradai_assets.promotion import PromotionPolicy, decide, max_drawdown, trade_metrics
+from tradai_core.promotion import PromotionPolicy, decide, max_drawdown, trade_metrics
 
 FEE = 0.001
 

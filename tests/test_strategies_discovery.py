@@ -8,7 +8,7 @@ from tests.backtest_support import BacktestLocation, copy_strategies
 from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
 from tradai_assets.definitions import build_definitions
 from tradai_assets.strategies import backtest_key, config_key
-from tradai_assets.strategy_discovery import discover_strategies
+from tradai_core.strategy_discovery import discover_strategies
 
 HEADER = "from freqtrade.strategy import IStrategy\nfrom pandas import DataFrame\n\n"
 METHODS = '''

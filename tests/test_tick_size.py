@@ -12,7 +12,7 @@ from resources import tick_size
 from resources.freqtrade_runner import BacktestRequest, FreqtradeRunner
 from tests.backtest_support import EXAMPLE_STRATEGIES
 from tests.market_data_support import SAMPLE, SAMPLE_DATA
-from tradai_assets.strategy_config import load_base_config
+from tradai_core.strategy_config import load_base_config
 
 AWKWARD = [
     0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, 100.0, 1e14, 1e15, 1e-14, 9.999999999999999e-15, 1e-20, 1e20,

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.market_data_support import write_universe
-from tradai_assets import settings
-from tradai_assets.universe import load_universe
+from tradai_core import settings
+from tradai_core.universe import load_universe
 
 BASE = {"exchange": "binance", "market_type": "spot", "pairs": ["ETH/BTC"], "timeframes": ["5m"], "start": "2024-01-01"}
 

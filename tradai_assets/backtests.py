@@ -20,27 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from resources.arctic import ArcticStore, candle_symbol, parse_candle_symbol
+from resources.arctic import ArcticStore
 from resources.freqtrade_runner import BacktestOutcome, BacktestRequest, FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
-from tradai_assets.candles import timeframe_delta
-from tradai_assets.strategy_config import TIMERANGE_ALL, market_type
-from tradai_assets.strategy_discovery import source_hash
-
-# Freqtrade's names; max_drawdown is its drawdown relative to the account.
-METRICS = {
-    "profit_total_abs": "profit_total_abs",
-    "profit_total": "profit_total",
-    "trades": "total_trades",
-    "winrate": "winrate",
-    "max_drawdown": "max_drawdown_account",
-    "sharpe": "sharpe",
-    "sortino": "sortino",
-    "calmar": "calmar",
-    "cagr": "cagr",
-    "profit_factor": "profit_factor",
-    "expectancy": "expectancy",
-}
+from tradai_core.candles import candle_symbol, parse_candle_symbol, timeframe_delta
+from tradai_core.metrics import metrics_of
+from tradai_core.strategy_config import TIMERANGE_ALL, market_type
+from tradai_core.strategy_discovery import source_hash
 
 
 class BacktestInputError(ValueError):
@@ -387,10 +373,6 @@ class RecordedBacktest:
     run_id: str
     run_url: str
     png: bytes
-
-
-def metrics_of(stats: dict[str, Any]) -> dict[str, float]:
-    return {name: float(stats[key]) for name, key in METRICS.items() if stats.get(key) is not None}
 
 
 def run_and_record(

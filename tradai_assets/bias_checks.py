@@ -26,7 +26,7 @@ from resources.arctic import ArcticStore
 from resources.backtest_store import BacktestStore
 from resources.freqtrade_runner import BacktestError, BacktestRequest, FreqtradeRunner
 from tradai_assets.backtests import BacktestInputError, plan_backtest
-from tradai_assets.strategy_discovery import StrategySpec, source_hash
+from tradai_core.strategy_discovery import StrategySpec, source_hash
 
 RECURSIVE_TOLERANCE = 0.001
 

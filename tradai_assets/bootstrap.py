@@ -13,12 +13,15 @@ import sys
 import time
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-from tradai_assets import settings
 from tradai_assets.definitions import defs
 from tradai_assets.market_data import markets_key, ohlcv_key
-from tradai_assets.universe import load_universe
+from tradai_core import settings
+from tradai_core.universe import load_universe
 
 
 def prepare_dagster_home() -> str:

@@ -22,12 +22,12 @@ from resources.notifier import Notifier
 from resources.trading_state import DynamoTradingState, SqliteTradingState
 from sensors.bots import build_bot_sensors
 from sensors.models import build_model_sensors
-from tradai_assets import settings
 from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
 from tradai_assets.market_data import build_market_data
-from tradai_assets.model_lifecycle import build_model_lifecycle
+from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
 from tradai_assets.strategies import build_strategies
-from tradai_assets.universe import load_universe
+from tradai_core import settings
+from tradai_core.universe import load_universe
 
 
 def _listed(name: str) -> list[str]:
@@ -89,7 +89,7 @@ def build_definitions() -> dg.Definitions:
         asset_checks=market_data.checks + strategies.checks,
         jobs=market_data.jobs + strategies.jobs + model_jobs + [build_kill_switch_job(specs)],
         schedules=market_data.schedules + model_schedules,
-        sensors=build_model_sensors(specs) + build_bot_sensors(specs),
+        sensors=build_model_sensors(specs, train_jobs(specs)) + build_bot_sensors(specs),
         resources=build_resources(env),
     )
 

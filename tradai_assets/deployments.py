@@ -21,15 +21,21 @@ and whether it exists.
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import yaml
 
+from resources.bot_control import (
+    LOCAL_IMAGE,
+    KillReport,
+    KillSwitchError,
+    config_placeholder,
+    kill_all_live,
+)
 from resources.bot_services import (
     BOT_MODES,
     BotServiceError,
@@ -38,18 +44,22 @@ from resources.bot_services import (
     EcsBotServices,
     ServiceState,
 )
-from tradai_assets.strategies import backtest_key, config_key
-from tradai_assets.strategy_discovery import StrategySpec
+from tradai_core.keys import (
+    DEPLOYMENT_CONFIG_KEYS,
+    TRIGGER_TAG,
+    backtest_key,
+    config_key,
+    deployment_key,
+    strategy_id,
+)
+from tradai_core.materializations import latest_deployment
+from tradai_core.strategy_discovery import StrategySpec
 
 DEPLOYMENTS_PATH = Path(__file__).with_name("deployments.yaml")
 DEPLOYMENTS_ENV = "TRADAI_DEPLOYMENTS"
 ALLOW_LIVE_ENV = "TRADAI_ALLOW_LIVE"
-TRIGGER_TAG = "tradai/trigger"  # what asked for a deployment run: hotswap, heartbeat, kill_switch, ...
-LOCAL_IMAGE = "local"
-ENTRY_KEYS = ("mode", "exchange_secret", "stake_amount", "pairs")
 # Freqtrade keys of a backtest's config that mean nothing to a trading bot.
 BACKTEST_ONLY_KEYS = ("timerange", "export", "exportfilename", "backtest_cache")
-RUNNING_LOCAL_STATES = ("starting", "running", "restarting")
 
 
 class DeploymentError(ValueError):
@@ -62,27 +72,6 @@ class UnknownStrategyError(DeploymentError):
 
 class DeploymentRefused(DeploymentError):
     """An interlock refused the deployment; the message names every reason."""
-
-
-class KillSwitchError(BotServiceError):
-    def __init__(self, report: "KillReport"):
-        self.report = report
-        failed = "; ".join(f"{bot}: {reason}" for bot, reason in report.errors.items())
-        super().__init__(
-            f"kill switch: {len(report.errors)} bot(s) could not be stopped ({failed}); "
-            f"stopped: {', '.join(s.strategy_id for s in report.stopped) or 'none'}"
-        )
-
-
-def deployment_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["strategies", name, "deployment"])
-
-
-def strategy_id(name: str) -> str:
-    """The bot's id of a strategy class: ``SampleStrategy`` -> ``sample-strategy``."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name)
-    slug = re.sub(r"[^a-z0-9-]+", "-", words.lower()).strip("-")
-    return re.sub(r"-{2,}", "-", slug)[:63].rstrip("-")
 
 
 # Desired state ------------------------------------------------------------------------------------
@@ -114,7 +103,7 @@ class DeploymentConfig(dg.Config):
     """Stop the bot and start it again even when nothing changed (a hung bot)."""
 
     def overrides(self) -> dict[str, Any]:
-        return {k: v for k in ENTRY_KEYS if (v := getattr(self, k)) is not None}
+        return {k: v for k in DEPLOYMENT_CONFIG_KEYS if (v := getattr(self, k)) is not None}
 
 
 def deployments_path() -> Path:
@@ -134,9 +123,9 @@ def _stake(value: Any, where: str) -> float | str:
 
 
 def _desired(entry: Mapping[str, Any], where: str) -> DesiredState:
-    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    unknown = sorted(set(entry) - set(DEPLOYMENT_CONFIG_KEYS))
     if unknown:
-        raise DeploymentError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(ENTRY_KEYS)}")
+        raise DeploymentError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(DEPLOYMENT_CONFIG_KEYS)}")
     mode = entry.get("mode", "stopped")
     if mode not in BOT_MODES:
         raise DeploymentError(f"{where}: mode {mode!r} must be one of {', '.join(BOT_MODES)}")
@@ -323,43 +312,7 @@ def bot_image(bot_services: Any) -> str:
     return LOCAL_IMAGE
 
 
-def _placeholder_path(bot_services: Any, bot_id: str) -> str:
-    if isinstance(bot_services, EcsBotServices):
-        return f"s3://{bot_services.configs_bucket_name}/bots/{bot_id}/"
-    return str(bot_services.bot_dir(bot_id))
-
-
 # Service state ------------------------------------------------------------------------------------
-
-
-def bot_mode(state: Any) -> str:
-    """The trading mode of a listed bot; an ECS service without its tag counts as live (stop it to be safe)."""
-    if isinstance(state, ServiceState):
-        return state.trading_mode or "live"
-    return getattr(state, "mode", None) or "dry_run"  # the local backend runs dry-run bots only
-
-
-def is_running(state: Any) -> bool:
-    """Whether the bot is meant to be running now (a crash-looping local bot is not)."""
-    if isinstance(state, ServiceState):
-        return state.status == "ACTIVE" and state.desired_count > 0
-    return getattr(state, "status", None) in RUNNING_LOCAL_STATES
-
-
-def list_bots(bot_services: Any, ids: Iterable[str] = ()) -> list[Any]:
-    """Every bot the backend knows; a backend without ``list_bots`` is asked about ``ids`` one by one."""
-    if hasattr(bot_services, "list_bots"):
-        return list(bot_services.list_bots())
-    return [s for s in (bot_services.describe(i) for i in ids) if s.status != "absent"]
-
-
-def stop_bot(bot_services: Any, bot_id: str) -> Any:
-    if hasattr(bot_services, "stop"):
-        return bot_services.stop(bot_id)
-    return bot_services.reconcile(
-        BotSpec(strategy=bot_id, strategy_id=bot_id, mode="stopped", image=LOCAL_IMAGE,
-                config_path=_placeholder_path(bot_services, bot_id))
-    )
 
 
 def state_metadata(state: Any) -> dict[str, Any]:
@@ -386,40 +339,6 @@ def state_metadata(state: Any) -> dict[str, Any]:
 
 
 # The kill switch ----------------------------------------------------------------------------------
-
-
-@dataclass
-class KillReport:
-    stopped: list[Any] = field(default_factory=list)  # states after stopping
-    left_running: list[Any] = field(default_factory=list)  # dry-run bots left alone
-    errors: dict[str, str] = field(default_factory=dict)  # strategy id -> why it could not be stopped
-
-    def __iter__(self):
-        return iter(self.stopped)
-
-    def __len__(self) -> int:
-        return len(self.stopped)
-
-
-def kill_all_live(bot_services: Any, include_dry_run: bool = False, ids: Iterable[str] = ()) -> KillReport:
-    """Stop every running live bot (and dry-run ones too with ``include_dry_run``) at once.
-
-    Every bot is tried even when one fails; then ``KillSwitchError`` names each that could not be
-    stopped. ``ids`` are strategy ids to ask about when the backend cannot list its bots."""
-    report = KillReport()
-    for state in list_bots(bot_services, ids):
-        if not is_running(state):
-            continue
-        if bot_mode(state) != "live" and not include_dry_run:
-            report.left_running.append(state)
-            continue
-        try:
-            report.stopped.append(stop_bot(bot_services, state.strategy_id))
-        except Exception as exc:  # every other bot must still be stopped
-            report.errors[state.strategy_id] = f"{type(exc).__name__}: {exc}"
-    if report.errors:
-        raise KillSwitchError(report)
-    return report
 
 
 class KillSwitchConfig(dg.Config):
@@ -474,25 +393,6 @@ def _record_stopped(context: dg.OpExecutionContext, report: KillReport, names: M
 # The deployment asset -----------------------------------------------------------------------------
 
 
-def latest_deployment(instance: dg.DagsterInstance, name: str) -> tuple[float, dict[str, Any]] | None:
-    """(timestamp, metadata values) of the deployment's latest materialisation, or None."""
-    event = instance.get_latest_materialization_event(deployment_key(name))
-    if event is None or event.asset_materialization is None:
-        return None
-    return event.timestamp, {k: v.value for k, v in event.asset_materialization.metadata.items()}
-
-
-def redeploy_run_config(name: str, previous: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """Run config that deploys again what the latest deployment deployed (hot-swap, restart)."""
-    desired = dict(previous.get("desired") or {})
-    config = {k: desired[k] for k in ENTRY_KEYS if desired.get(k) not in (None, [], ())}
-    if "stake_amount" in config:
-        config["stake_amount"] = str(config["stake_amount"])
-    config["force"] = bool(previous.get("forced", False))
-    config.update(extra)
-    return {"ops": {deployment_key(name).to_python_identifier(): {"config": config}}}
-
-
 def _spec_hash(bot_spec: BotSpec) -> str:
     return hashlib.sha256(json.dumps(asdict(bot_spec), sort_keys=True, default=str).encode()).hexdigest()
 
@@ -529,7 +429,7 @@ def build_deployment_asset(spec: StrategySpec, specs: Mapping[str, StrategySpec]
         model_version = None
         try:
             if desired.mode == "stopped":
-                config_path = previous_meta.get("config_path") or _placeholder_path(bot_services, bot_id)
+                config_path = previous_meta.get("config_path") or config_placeholder(bot_services, bot_id)
             else:
                 stored = context.resources.backtest_store.latest_config(name)
                 if stored is None:

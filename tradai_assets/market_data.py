@@ -16,15 +16,29 @@ from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from resources import aws_contract
-from resources.arctic import ArcticStore, candle_symbol, parse_candle_symbol
+from resources.arctic import ArcticStore
 from resources.exchange import ExchangeResource
 from resources.freqtrade_data import DataFileError, find_candle_file, read_candle_file
-from tradai_assets.candles import clean_candles, empty_candles, find_gaps, frame_from_rows, merge_candles, timeframe_delta
-from tradai_assets.universe import UniverseEntry
+from tradai_core.candles import (
+    candle_symbol,
+    clean_candles,
+    empty_candles,
+    find_gaps,
+    frame_from_rows,
+    merge_candles,
+    parse_candle_symbol,
+    timeframe_delta,
+)
+from tradai_core.universe import UniverseEntry
 
 GROUP = "market_data"
 
@@ -430,7 +444,7 @@ def build_ohlcv_checks(entry: UniverseEntry) -> dg.AssetChecksDefinition:
 
     @dg.multi_asset_check(specs=specs, name=f"ohlcv_{entry.name}_checks", can_subset=True)
     def ohlcv_checks(context: dg.AssetCheckExecutionContext, arctic: ArcticStore):
-        from tradai_assets.candles import invalid_reasons
+        from tradai_core.candles import invalid_reasons
 
         series = _read_all_series(arctic, entry)
         selected = {k.name for k in context.selected_asset_check_keys}

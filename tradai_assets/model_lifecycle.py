@@ -5,7 +5,7 @@ champion/challenger evaluation, and the demo that shifts the market so that drif
   default, ``retrain_cron`` in the strategy's ``model_settings``), by the drift sensor, and by hand.
 - ``evaluate_challenger`` (config: ``model``, ``trigger``): backtests the champion and the challenger on
   the same holdout window (the last ``holdout_days`` of stored candles) with the same candle versions and
-  markets snapshot, decides on their per-trade returns (``tradai_assets.promotion.decide``), records the
+  markets snapshot, decides on their per-trade returns (``tradai_core.promotion.decide``), records the
   decision in the registry's audit log (a promotion moves the aliases) and notifies.
 - ``demo_market_shift`` / ``demo_market_restore``: append a few days of synthetic candles with another
   distribution after the last stored candle of a model's pairs, and take them away again.
@@ -19,52 +19,59 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 import numpy as np
 import pandas as pd
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
 
 from resources import aws_contract
-from resources.arctic import ArcticStore, candle_library_name, candle_symbol, parse_candle_symbol
+from resources.arctic import ArcticStore
 from resources.freqtrade_runner import FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
-from resources.model_settings import ModelSettings
-from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry, ModelRegistryError
+from resources.model_registry import (
+    CHALLENGER,
+    CHAMPION,
+    ModelRegistry,
+    ModelRegistryError,
+)
 from resources.notifier import Notifier
-from tradai_assets.candles import timeframe_delta
 from tradai_assets.market_data import content_hash
-from tradai_assets.model_training import model_key
-from tradai_assets.promotion import PromotionPolicy, decide
-from tradai_assets.strategies import _config_for, _run_backtest
-from tradai_assets.strategy_config import BASE_CONFIG_PATH, deep_merge, load_base_config, market_type
-from tradai_assets.strategy_discovery import StrategySpec
+from tradai_assets.strategies import _run_backtest
+from tradai_core import model_data
+from tradai_core.candles import (
+    parse_candle_symbol,
+    timeframe_delta,
+)
+from tradai_core.keys import EVALUATE_JOB, EVALUATE_OP, model_key, train_job_name
+from tradai_core.model_data import ModelInputError, ModelMarket, market_of, model_specs
+from tradai_core.model_settings import ModelSettings
+from tradai_core.promotion import PromotionPolicy, decide
+from tradai_core.strategy_config import (
+    BASE_CONFIG_PATH,
+    ConfigError,
+    deep_merge,
+    load_base_config,
+    market_type,
+)
+from tradai_core.strategy_discovery import StrategySpec
 
 DEFAULT_RETRAIN_CRON = ModelSettings().retrain_cron  # weekly
 DEFAULT_MIN_TRADES = 30
-EVALUATE_JOB = "evaluate_challenger"
-EVALUATE_OP = "backtest_and_decide"  # an op may not share its job's name
 DEMO_SHIFT_JOB = "demo_market_shift"
 DEMO_RESTORE_JOB = "demo_market_restore"
 # Written into the metadata of a candle series that holds synthetic demo candles (see demo_market_shift).
 DEMO_METADATA_KEY = "tradai_demo_shift"
 
 
-def train_job_name(name: str) -> str:
-    return f"train_{name}"
-
-
-def model_specs(specs: list[StrategySpec]) -> list[StrategySpec]:
-    return [s for s in specs if s.is_model]
-
-
 # Settings ------------------------------------------------------------------------------------------
 
 
 def model_settings(spec: StrategySpec) -> ModelSettings:
-    """The strategy's ``model_settings`` with their defaults, validated (``ModelSettings.from_spec``)."""
     try:
-        return ModelSettings.from_spec(spec.model_settings or {}, f"{spec.name}.model_settings")
+        return model_data.model_settings(spec)
     except ValueError as exc:
-        raise dg.Failure(description=f"{spec.file}: {exc}") from exc
+        raise dg.Failure(description=str(exc)) from exc
 
 
 def _setting(settings: Any, spec: StrategySpec, key: str, default: Any) -> Any:
@@ -92,30 +99,11 @@ def promotion_policy(spec: StrategySpec, settings: Any) -> PromotionPolicy:
     )
 
 
-@dataclass(frozen=True)
-class ModelMarket:
-    exchange: str
-    market_type: str
-    pairs: list[str]
-    timeframe: str
-
-    @property
-    def library(self) -> str:
-        return candle_library_name(self.exchange, self.market_type)
-
-    def symbols(self) -> list[str]:
-        return [candle_symbol(pair, self.timeframe, self.market_type) for pair in self.pairs]
-
-
 def strategy_config(spec: StrategySpec, base_path: Path = BASE_CONFIG_PATH) -> dict[str, Any]:
-    """The strategy's validated Freqtrade config (base config and the strategy's own overrides)."""
-    return _config_for(spec, load_base_config(base_path), {})
-
-
-def market_of(config: dict[str, Any]) -> ModelMarket:
-    return ModelMarket(
-        config["exchange"]["name"], market_type(config), list(config["exchange"]["pair_whitelist"]), config["timeframe"]
-    )
+    try:
+        return model_data.strategy_config(spec, base_path)
+    except ConfigError as exc:
+        raise dg.Failure(description=str(exc)) from exc
 
 
 def _declared_market(spec: StrategySpec, base_path: Path) -> tuple[str, str]:
@@ -125,15 +113,10 @@ def _declared_market(spec: StrategySpec, base_path: Path) -> tuple[str, str]:
 
 
 def stored_end(arctic: ArcticStore, market: ModelMarket) -> pd.Timestamp:
-    """The close time of the newest stored candle over the market's pairs."""
-    lasts = [arctic.last_candle_time(market.exchange, market.market_type, s) for s in market.symbols()]
-    known = [t for t in lasts if t is not None]
-    if not known:
-        raise dg.Failure(
-            description=f"no stored {market.timeframe} candles for {', '.join(market.pairs)} in ohlcv/"
-            f"{market.exchange}/{market.market_type}: materialise the candles first"
-        )
-    return max(known) + timeframe_delta(market.timeframe)
+    try:
+        return model_data.stored_end(arctic, market)
+    except ModelInputError as exc:
+        raise dg.Failure(description=str(exc)) from exc
 
 
 def holdout_timerange(end: pd.Timestamp, days: int) -> str:
@@ -184,6 +167,11 @@ def train_job(name: str) -> UnresolvedAssetJobDefinition:
             tags=aws_contract.ecs_run_tags("training"),
         )
     return _JOBS[key]
+
+
+def train_jobs(specs: list[StrategySpec]) -> list[UnresolvedAssetJobDefinition]:
+    """The ``train_<Name>`` job of every model strategy (the drift sensor's targets)."""
+    return [train_job(s.name) for s in model_specs(specs)]
 
 
 def train_schedule(spec: StrategySpec) -> dg.ScheduleDefinition:

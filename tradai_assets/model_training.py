@@ -1,4 +1,4 @@
-"""Training assets ``strategies/<Name>/model`` for every model strategy (see ``resources.model_strategy``).
+"""Training assets ``strategies/<Name>/model`` for every model strategy (see ``tradai_core.model_strategy``).
 
 One materialisation: the strategy's features and labels of every pair from ArcticDB (pinned candle
 versions), the newest ``holdout_days`` left out for the champion/challenger backtests, walk-forward
@@ -24,31 +24,40 @@ import numpy as np
 import pandas as pd
 
 from resources import aws_contract
-from resources.arctic import ArcticStore, candle_library_name, candle_symbol
+from resources.arctic import ArcticStore
 from resources.mlflow_tracker import MlflowTracker, _initialised_store
-from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry, ModelRegistryError
-from resources.model_settings import ModelSettings, ModelSettingsError
+from resources.model_registry import (
+    CHALLENGER,
+    CHAMPION,
+    ModelRegistry,
+    ModelRegistryError,
+)
 from resources.notifier import Notifier
-from tradai_assets.candles import timeframe_delta
-from tradai_assets.drift import reference_bins
-from tradai_assets.strategy_config import BASE_CONFIG_PATH, ConfigError, build_strategy_config, load_base_config, market_type
-from tradai_assets.strategies import model_key
-from tradai_assets.strategy_discovery import StrategySpec, source_hash
-from tradai_assets.universe import UniverseEntry
+from tradai_core.candles import candle_library_name, candle_symbol, timeframe_delta
+from tradai_core.drift import reference_bins
+from tradai_core.keys import model_key
+from tradai_core.model_data import (
+    PREDICTION,
+    ModelInputError,
+    predict,
+    read_window,
+)
+from tradai_core.model_settings import ModelSettings, ModelSettingsError
+from tradai_core.strategy_config import (
+    BASE_CONFIG_PATH,
+    ConfigError,
+    build_strategy_config,
+    load_base_config,
+    market_type,
+)
+from tradai_core.strategy_discovery import StrategySpec, source_hash
+from tradai_core.universe import UniverseEntry
 
-__all__ = ["ModelInputError", "build_model_assets", "feature_window", "model_key", "predict", "train_and_register",
-           "train_model", "training_window", "walk_forward_folds"]
+__all__ = ["build_model_assets", "train_and_register", "train_model", "training_window", "walk_forward_folds"]
 
-PREDICTION = "prediction"
-LABEL = "label"
 MODEL_ARTIFACT = "model"
 PIP_PACKAGES = ("scikit-learn", "pandas", "numpy")
 IMPORTANCE_ROWS = 50_000
-
-
-class ModelInputError(ValueError):
-    """Candles or features a model cannot be trained or checked on; the message names the strategy,
-    feature, pair and counts."""
 
 
 def model_experiment(name: str) -> str:
@@ -56,131 +65,6 @@ def model_experiment(name: str) -> str:
 
 
 # Features and labels ------------------------------------------------------------------------------
-
-
-@dataclass
-class Window:
-    """Features (and labels) of every pair, stacked on a (pair, date) index."""
-
-    features: pd.DataFrame
-    labels: pd.Series | None
-    data_versions: dict[str, int]
-
-
-def freqtrade_frame(candles: pd.DataFrame, pair: str, timeframe: str, mtype: str) -> pd.DataFrame:
-    """Stored candles as Freqtrade hands them to a strategy, in backtests and bots alike: a ``date``
-    column, and missing candles filled in (previous close, zero volume) by Freqtrade's own function."""
-    from freqtrade.data.converter import ohlcv_fill_up_missing_data
-    from freqtrade.enums import CandleType
-
-    frame = candles.reset_index()
-    frame = frame.rename(columns={frame.columns[0]: "date"})[["date", "open", "high", "low", "close", "volume"]]
-    return ohlcv_fill_up_missing_data(frame, timeframe, pair, CandleType.from_string(mtype))
-
-
-def _pair_frame(strategy_cls: type, name: str, pair: str, frame: pd.DataFrame, with_label: bool):
-    """Features (and label) of one pair's candles in Freqtrade's layout (``freqtrade_frame``)."""
-    from resources.model_strategy import FeatureError, compute_features
-
-    try:
-        features = compute_features(strategy_cls, frame)
-    except FeatureError as exc:
-        raise ModelInputError(f"{name} on {pair}: {exc}") from exc
-    features.index = pd.DatetimeIndex(frame["date"], name="date")
-    label = None
-    if with_label:
-        label = strategy_cls.label(frame)
-        if not isinstance(label, pd.Series) or not label.index.equals(frame.index):
-            raise ModelInputError(f"{name}.label must return a Series on the candles' index ({pair})")
-        label = pd.Series(label.to_numpy(dtype="float64"), index=features.index, name=LABEL)
-        known = label.dropna()
-        odd = known[~known.isin([0.0, 1.0])]
-        if len(odd):
-            raise ModelInputError(
-                f"{name}.label must be 1, 0 or NaN; {pair} has {len(odd)} other value(s), e.g. {odd.iloc[0]!r}"
-            )
-    return features, label
-
-
-def _read_window(
-    arctic: ArcticStore,
-    strategy_cls: type,
-    exchange: str,
-    mtype: str,
-    pairs: list[str],
-    timeframe: str,
-    start: pd.Timestamp | None,
-    end: pd.Timestamp | None,
-    data_versions: dict[str, int] | None,
-    with_label: bool,
-) -> Window:
-    name = strategy_cls.__name__
-    step = timeframe_delta(timeframe)
-    warmup = int(getattr(strategy_cls, "startup_candle_count", 0) or 0)
-    features, labels, versions = [], [], {}
-    non_finite: dict[tuple[str, str], int] = {}
-    for pair in pairs:
-        symbol = candle_symbol(pair, timeframe, mtype)
-        version = arctic.candle_version(exchange, mtype, symbol) if data_versions is None else data_versions.get(symbol)
-        candles = None
-        if version is not None:
-            first = None if start is None else start - warmup * step
-            candles = arctic.read_candles(exchange, mtype, symbol, start=first, end=end, as_of=version)
-        if candles is None or candles.empty:
-            raise ModelInputError(f"{name}: no stored {timeframe} candles for {pair} in ohlcv/{exchange}/{mtype}"
-                                  + ("" if data_versions is None else f" at version {version}"))
-        versions[symbol] = int(version)
-        frame = freqtrade_frame(candles, pair, timeframe, mtype)
-        pair_features, pair_label = _pair_frame(strategy_cls, name, pair, frame, with_label)
-        keep = np.ones(len(pair_features), dtype=bool)
-        if start is None:
-            keep[:warmup] = False
-        else:
-            keep &= pair_features.index >= start
-        pair_features = pair_features[keep]
-        for column, bad in (~np.isfinite(pair_features)).sum().items():
-            if bad:
-                non_finite[(column, pair)] = int(bad)
-        features.append(pair_features)
-        if pair_label is not None:
-            labels.append(pair_label[keep])
-    if non_finite:
-        listed = "; ".join(f"feature {c!r} on {p}: {n} row(s)" for (c, p), n in sorted(non_finite.items()))
-        raise ModelInputError(
-            f"{name}: features are NaN or infinite after the warm-up of {warmup} candles "
-            f"(startup_candle_count): {listed}. Fix the feature (or raise startup_candle_count if it needs a "
-            "longer look-back)"
-        )
-    stacked = pd.concat(features, keys=pairs, names=["pair", "date"])
-    stacked_labels = pd.concat(labels, keys=pairs, names=["pair", "date"]) if with_label else None
-    return Window(stacked, stacked_labels, versions)
-
-
-def feature_window(
-    arctic: ArcticStore,
-    strategy_cls: type,
-    exchange: str,
-    market_type: str,
-    pairs: list[str],
-    timeframe: str,
-    start: pd.Timestamp | None = None,
-    end: pd.Timestamp | None = None,
-    data_versions: dict[str, int] | None = None,
-) -> pd.DataFrame:
-    """The strategy's features of every pair in [start, end), stacked on a (pair, date) index.
-
-    Candles before ``start`` feed the warm-up (``startup_candle_count``) and are then dropped; without
-    ``start`` the first ``startup_candle_count`` candles are. NaN or infinite values left after the
-    warm-up raise ``ModelInputError`` naming each feature, pair and row count. ``data_versions``
-    (symbol -> ArcticDB version) pins the candles; the newest are read otherwise."""
-    return _read_window(arctic, strategy_cls, exchange, market_type, pairs, timeframe, start, end, data_versions, False).features
-
-
-def predict(model: Any, features: pd.DataFrame) -> np.ndarray:
-    """Probability of the positive class (label 1) per row; NaN where a feature is NaN or infinite."""
-    from resources.model_strategy import predict_positive
-
-    return predict_positive(model, features)
 
 
 # Windows and folds --------------------------------------------------------------------------------
@@ -282,7 +166,12 @@ class TrainedModel:
 
 
 def _fold_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        brier_score_loss,
+        log_loss,
+        roc_auc_score,
+    )
 
     both = len(np.unique(labels)) == 2
     return {
@@ -333,7 +222,7 @@ def train_model(
             if (v := arctic.candle_version(exchange, mtype, s)) is not None
         }
     window = training_window(arctic, exchange, mtype, pairs, timeframe, settings, data_versions)
-    read = _read_window(arctic, strategy_cls, exchange, mtype, pairs, timeframe, window.start, window.end, data_versions, True)
+    read = read_window(arctic, strategy_cls, exchange, mtype, pairs, timeframe, window.start, window.end, data_versions, True)
     labelled = read.labels.notna().to_numpy()
     features = read.features[labelled]
     labels = read.labels[labelled]
@@ -632,7 +521,7 @@ def train_and_register(
     entries: dict[tuple[str, str], UniverseEntry] | None = None,
 ) -> RegisteredModel:
     """Train a model strategy on the stored candles and register the new version; dg.Failure on bad input."""
-    from resources.model_strategy import load_strategy_class
+    from tradai_core.model_strategy import load_strategy_class
 
     if spec.problem:
         raise _fail(spec.problem)

@@ -23,7 +23,6 @@ from resources.backtest_store import BacktestStore
 from resources.freqtrade_runner import BacktestError, FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
 from resources.model_registry import CHAMPION, ModelRegistry, ModelRegistryError
-from tradai_assets import settings
 from tradai_assets.backtests import (
     BacktestInputError,
     RecordedBacktest,
@@ -33,27 +32,25 @@ from tradai_assets.backtests import (
 )
 from tradai_assets.bias_checks import build_bias_checks
 from tradai_assets.market_data import content_hash
-from tradai_assets.strategy_config import (
+from tradai_core import settings
+from tradai_core.keys import backtest_key, config_key, model_key
+from tradai_core.strategy_config import (
     BASE_CONFIG_PATH,
     ConfigError,
     build_strategy_config,
     load_base_config,
     market_type,
 )
-from tradai_assets.strategy_discovery import StrategySpec, discover_strategies, source_hash
-from tradai_assets.universe import UniverseEntry
+from tradai_core.strategy_discovery import (
+    StrategySpec,
+    discover_strategies,
+    source_hash,
+)
+from tradai_core.universe import UniverseEntry
 
 
 def strategies_dir() -> Path:
     return Path(os.environ.get("TRADAI_STRATEGIES", settings.REPO_ROOT / "strategies")).resolve()
-
-
-def config_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["strategies", name, "config"])
-
-
-def backtest_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["strategies", name, "backtest"])
 
 
 class StrategyConfigOverrides(dg.Config):
@@ -72,11 +69,6 @@ def _config_for(spec: StrategySpec, base: dict[str, Any], overrides: dict[str, A
         return build_strategy_config(base, spec, overrides)
     except ConfigError as exc:
         raise _fail(f"{spec.file}: {spec.name}: {exc}") from exc
-
-
-def model_key(name: str) -> dg.AssetKey:
-    """The training asset of a model strategy (``tradai_assets.model_training``)."""
-    return dg.AssetKey(["strategies", name, "model"])
 
 
 def resolve_model(spec_name: str, registry: ModelRegistry, version: int | None = None, alias: str = CHAMPION) -> dict[str, Any]:

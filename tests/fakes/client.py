@@ -1,4 +1,4 @@
-"""Start, steer and stop the local simulated Binance exchange (:mod:`resources.local_exchange`) from tests.
+"""Start, steer and stop the local simulated Binance exchange (:mod:`simulator.binance`) from tests.
 
 The server runs as a subprocess on 127.0.0.1 (a free port by default) and is stopped by process id::
 
@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from resources.local_exchange import ccxt_config
+from tradai_core.binance_urls import ccxt_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ class FakeBinance:
     """A fake Binance server in a subprocess.
 
     :param config: server config -- a dict (see ``FakeExchange.from_config`` in
-        :mod:`resources.local_exchange`: ``seed``, ``spot``, ``futures``, ``now_ms``, ``clock_speed``) or
+        :mod:`simulator.binance`: ``seed``, ``spot``, ``futures``, ``now_ms``, ``clock_speed``) or
         the path of such a JSON file.
     :param spot, futures: market lists (dicts, see ``Market``) replacing the defaults; they
         override the same keys of ``config``.
@@ -94,7 +94,7 @@ class FakeBinance:
         if self._process is not None:
             raise FakeBinanceError("already started")
         command = [
-            sys.executable, "-m", "resources.local_exchange",
+            sys.executable, "-m", "simulator.binance",
             "--host", self._host, "--port", str(self._requested_port),
             "--parent-pid", str(os.getpid()),  # no orphaned server if this process dies
         ]
@@ -196,7 +196,7 @@ class FakeBinance:
     ) -> dict[str, Any]:
         """Change the running server; returns its clock and active rules.
 
-        ``rules``: fault-injection rules to add (format: ``Rule`` in :mod:`resources.local_exchange`).
+        ``rules``: fault-injection rules to add (format: ``Rule`` in :mod:`simulator.binance`).
         ``now_ms``: freeze the clock there (ms or ISO date), ``None`` for real time.
         ``clock_speed``: how fast a set clock then advances (0: frozen, 1: real time, 60: a minute
         a second).  ``clear_rules``: remove the active rules first.
@@ -222,7 +222,7 @@ class FakeBinance:
         return self._call("POST", "/__reset")
 
     def stats(self) -> dict[str, Any]:
-        """Counters (see ``FakeExchange.stats`` in :mod:`resources.local_exchange`)."""
+        """Counters (see ``FakeExchange.stats`` in :mod:`simulator.binance`)."""
         return self._call("GET", "/__stats")
 
     def requests_made(self, path: str | None = None) -> int:

@@ -283,7 +283,7 @@ def test_bots_can_reach_their_tables_and_exchange_keys(stacks, stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_api_verifies_cognito_access_tokens_with_the_scopes_it_checks(stacks, stack):
-    from tradai_assets.api.auth import ALL_SCOPES
+    from tradai_api.auth import ALL_SCOPES
 
     record = stacks[stack]
     (container,) = containers(record, "api")
@@ -300,4 +300,4 @@ def test_the_api_verifies_cognito_access_tokens_with_the_scopes_it_checks(stacks
     # The scopes Cognito grants are exactly those the API checks.
     assert {s["scopeName"] for s in server.inputs["scopes"]} == set(ALL_SCOPES)
     assert set(api_client.inputs["allowedOauthScopes"]) == {f"{server.inputs['identifier']}/{s}" for s in aws_contract.API_SCOPES}
-    assert container["command"][:3] == ["uvicorn", "--factory", "tradai_assets.api.app:create_app_from_environment"]
+    assert container["command"][:3] == ["uvicorn", "--factory", "tradai_api.app:create_app_from_environment"]

@@ -1,0 +1,5 @@
+"""``python -m simulator``: serve the simulated Binance exchange (see :mod:`simulator.binance`)."""
+
+from simulator.binance import main
+
+raise SystemExit(main())

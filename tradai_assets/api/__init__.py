@@ -1,1 +1,0 @@
-"""TradAI's HTTP API (FastAPI), versioned under /api/v1: see docs/api.md."""

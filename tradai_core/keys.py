@@ -1,0 +1,45 @@
+"""Names the programs share: asset keys, ArcticDB library and symbol names, job names, bot ids, run tags."""
+
+from __future__ import annotations
+
+import re
+
+import dagster as dg
+
+
+def config_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["strategies", name, "config"])
+
+
+def backtest_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["strategies", name, "backtest"])
+
+
+def model_key(name: str) -> dg.AssetKey:
+    """The training asset of a model strategy (``tradai_assets.model_training``)."""
+    return dg.AssetKey(["strategies", name, "model"])
+
+
+TRIGGER_TAG = "tradai/trigger"  # what asked for a deployment run: hotswap, heartbeat, kill_switch, ...
+# The deployment config fields that a redeploy (hot swap, restart) carries over.
+DEPLOYMENT_CONFIG_KEYS = ("mode", "exchange_secret", "stake_amount", "pairs")
+
+
+def deployment_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["strategies", name, "deployment"])
+
+
+def strategy_id(name: str) -> str:
+    """The bot's id of a strategy class: ``SampleStrategy`` -> ``sample-strategy``."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name)
+    slug = re.sub(r"[^a-z0-9-]+", "-", words.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", slug)[:63].rstrip("-")
+
+
+EVALUATE_JOB = "evaluate_challenger"
+EVALUATE_OP = "backtest_and_decide"  # an op may not share its job's name
+
+
+def train_job_name(name: str) -> str:
+    return f"train_{name}"
+
