@@ -7,9 +7,9 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_support import SECRET, JwksServer, RsaKey, bearer, hs256_settings, hs256_token
+from tests.api_support import UNREACHABLE_GRAPHQL, SECRET, JwksServer, RsaKey, bearer, hs256_settings, hs256_token
 from tradai_assets.api.app import create_app
-from tradai_assets.api.auth import BACKTESTS_READ, DATA_READ
+from tradai_assets.api.auth import ADMIN, ALL_SCOPES, BACKTESTS_READ, DATA_READ
 from tradai_assets.api.settings import DEFAULT_AUDIENCE, ApiSettings, SettingsError
 
 ROUTE = "/api/v1/strategies"  # answers from the strategy files alone: no Dagster needed
@@ -43,10 +43,39 @@ def test_hs256_valid_token_is_accepted(hs256):
     assert "SampleStrategy" in {s["name"] for s in response.json()["items"]}
 
 
-def test_health_needs_no_token(hs256):
+def test_anonymous_health_says_only_whether_each_component_answers(hs256, stores):
     response = hs256.get("/api/v1/health")
     assert response.status_code == 200
-    assert response.json()["checks"]["dagster"]["ok"] is False  # nothing listens on the test's GraphQL URL
+    health = response.json()
+    assert health["status"] == "degraded"  # nothing listens on the test's GraphQL URL
+    assert health["checks"]["dagster"] == {"ok": False}
+    # The stores may not answer within the probe's deadline on a loaded machine: only the shape is sure.
+    assert {name: list(check) for name, check in health["checks"].items()} == {
+        "dagster": ["ok"], "arcticdb": ["ok"], "mlflow": ["ok"],
+    }
+    for internal in (UNREACHABLE_GRAPHQL, "127.0.0.1", str(stores), "lmdb://", "sqlite://", "Error", "refused"):
+        assert internal not in response.text
+
+
+def test_health_details_need_the_admin_scope(hs256):
+    admin = hs256.get("/api/v1/health", headers=bearer(hs256_token(scopes=[ADMIN])))
+    assert admin.status_code == 200
+    checks = admin.json()["checks"]
+    assert checks["dagster"]["ok"] is False
+    assert UNREACHABLE_GRAPHQL in checks["dagster"]["detail"] and "unreachable" in checks["dagster"]["detail"]
+    assert all(c["detail"] and isinstance(c["latency_ms"], float) for c in checks.values())
+    every_other_scope = [s for s in ALL_SCOPES if s != ADMIN]
+    for headers in (bearer(hs256_token(scopes=every_other_scope)), bearer(hs256_token(scopes=[]))):
+        ordinary = hs256.get("/api/v1/health", headers=headers)
+        assert ordinary.status_code == 200
+        assert all(list(check) == ["ok"] for check in ordinary.json()["checks"].values())
+
+
+def test_health_refuses_a_bad_token_rather_than_ignoring_it(hs256):
+    for token in (hs256_token(scopes=[ADMIN], ttl=-120), hs256_token(scopes=[ADMIN], audience="another-service"), "not-a-jwt"):
+        response = hs256.get("/api/v1/health", headers=bearer(token))
+        assert response.status_code == 401 and "checks" not in response.json()
+        assert UNREACHABLE_GRAPHQL not in response.text
 
 
 @pytest.mark.parametrize("headers, reason", [
@@ -236,6 +265,15 @@ def test_rs256_insufficient_scope_and_foreign_prefix(rs256, identity_provider):
     # Another resource server's scope of the same name grants nothing here.
     response = rs256.get(ROUTE, headers=bearer(key.token(claims(scope="other-api/backtests:read"))))
     assert response.status_code == 403
+
+
+def test_rs256_health_details_need_the_prefixed_admin_scope(rs256, identity_provider):
+    key = identity_provider.keys[0]
+    admin = rs256.get("/api/v1/health", headers=bearer(key.token(claims(scope="tradai/admin"))))
+    assert "detail" in admin.json()["checks"]["dagster"]
+    for scope in ("tradai/backtests:read", "other-api/admin"):
+        ordinary = rs256.get("/api/v1/health", headers=bearer(key.token(claims(scope=scope))))
+        assert ordinary.status_code == 200 and ordinary.json()["checks"]["dagster"] == {"ok": False}
 
 
 def test_rs256_unknown_kids_do_not_flood_the_identity_provider(identity_provider, stores):

@@ -80,7 +80,8 @@ def create_app(settings: ApiSettings, bot_backends: BotBackends | None = None) -
         version="1",
         description="Backtests, strategies, market data, models and bots of TradAI. Every route but /api/v1/health "
         "needs a bearer JWT whose `scope` claim holds the route's scope (backtests:read, backtests:run, data:read, "
-        "data:sync, models:read, models:write, bots:read, bots:write).",
+        "data:sync, models:read, models:write, bots:read, bots:write); with the admin scope, /api/v1/health also "
+        "says where each component is and what it answered.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,

@@ -240,8 +240,10 @@ class SyncStatus(BaseModel):
 
 class ComponentHealth(BaseModel):
     ok: bool
-    detail: str
-    latency_ms: float
+    detail: str | None = Field(
+        default=None, description="Only for a token with the admin scope: where the component is and what it answered"
+    )
+    latency_ms: float | None = Field(default=None, description="Only for a token with the admin scope")
 
 
 class Health(BaseModel):
