@@ -7,7 +7,9 @@ import json
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradai_assets.api.dagster_client import DagsterError, DagsterUnavailable
@@ -87,6 +89,15 @@ def create_app(settings: ApiSettings, bot_backends: BotBackends | None = None) -
         lifespan=lifespan,
     )
     app.state.services = svc
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers JSON nested past the parser's recursion limit with a bare "There was an error
+        # parsing the body" (400): say why, as for other malformed bodies.
+        if isinstance(exc.__cause__, RecursionError):
+            error = {"loc": ["body"], "msg": "JSON nests too deeply to parse", "type": "json_too_deep"}
+            return JSONResponse({"detail": [error]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(DagsterUnavailable)
     async def dagster_unavailable(request: Request, exc: DagsterUnavailable) -> JSONResponse:

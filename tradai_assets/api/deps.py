@@ -68,6 +68,11 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def unprocessable(loc: list[str], msg: str) -> HTTPException:
+    """A 422 in the shape of FastAPI's own validation errors, the one the OpenAPI schema documents."""
+    return HTTPException(422, [{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
 def too_many_requests(wait: float) -> HTTPException:
     return HTTPException(
         429, f"rate limit exceeded; retry in {retry_after_header(wait)} s", headers={"Retry-After": retry_after_header(wait)}

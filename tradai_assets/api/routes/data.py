@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 
 from tradai_assets.api.auth import DATA_READ, DATA_SYNC, Principal
-from tradai_assets.api.deps import Services, authorize, services
+from tradai_assets.api.deps import Services, authorize, services, unprocessable
 from tradai_assets.api.routes.backtests import RUN_ID, TAG_REQUESTED_BY, timestamp
 from tradai_assets.api.schemas import JOB_STATUS_OF, Freshness, SymbolList, SyncAccepted, SyncRequest, SyncStatus
 
@@ -41,9 +41,10 @@ def sync_window(entry, body: SyncRequest, today: dt.date) -> tuple[dt.date, dt.d
     start = body.start or max(today - dt.timedelta(days=1), entry.start)
     end = body.end or last_day
     if start > end:
-        raise HTTPException(422, f"{where}: start {start} is after end {end}")
+        raise unprocessable(["body", "start"], f"{where}: start {start} is after end {end}")
     if start < entry.start or end > last_day:
-        raise HTTPException(422, f"{where}: {start}..{end} reaches outside the days kept, {entry.start}..{last_day}")
+        field = "start" if start < entry.start else "end"
+        raise unprocessable(["body", field], f"{where}: {start}..{end} reaches outside the days kept, {entry.start}..{last_day}")
     return start, end
 
 
