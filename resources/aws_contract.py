@@ -231,6 +231,7 @@ API_PORT: Final = 8000
 API_RESOURCE_SERVER: Final = "tradai-api"
 API_SCOPES: Final = (
     "backtests:read", "backtests:run", "data:read", "data:sync", "models:read", "models:write", "bots:read", "bots:write",
+    "admin",
 )
 
 

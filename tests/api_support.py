@@ -67,17 +67,18 @@ class RsaKey:
 
 
 class JwksServer:
-    """Serves ``keys`` as a JWKS on 127.0.0.1 from a thread; counts the fetches."""
+    """Serves ``keys`` as a JWKS on 127.0.0.1 from a thread (or ``body`` as it is); counts the fetches."""
 
-    def __init__(self, keys: list[RsaKey]):
+    def __init__(self, keys: list[RsaKey], body: bytes | None = None):
         self.keys = keys
+        self.body = body
         self.fetches = 0
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 server.fetches += 1
-                body = json.dumps({"keys": [k.jwk() for k in server.keys]}).encode()
+                body = json.dumps({"keys": [k.jwk() for k in server.keys]}).encode() if server.body is None else server.body
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

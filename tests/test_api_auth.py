@@ -1,15 +1,16 @@
 """Authentication and scopes: HS256 with a shared secret, and RS256 against a JWKS served on 127.0.0.1."""
 
+import json
 import time
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_support import SECRET, JwksServer, RsaKey, bearer, hs256_settings, hs256_token
+from tests.api_support import SECRET, UNREACHABLE_GRAPHQL, JwksServer, RsaKey, bearer, hs256_settings, hs256_token
 from tradai_api.app import create_app
-from tradai_api.auth import BACKTESTS_READ, DATA_READ
-from tradai_api.settings import ApiSettings, SettingsError
+from tradai_api.auth import ADMIN, ALL_SCOPES, BACKTESTS_READ, DATA_READ
+from tradai_api.settings import DEFAULT_AUDIENCE, ApiSettings, SettingsError
 
 ROUTE = "/api/v1/strategies"  # answers from the strategy files alone: no Dagster needed
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
@@ -42,10 +43,39 @@ def test_hs256_valid_token_is_accepted(hs256):
     assert "SampleStrategy" in {s["name"] for s in response.json()["items"]}
 
 
-def test_health_needs_no_token(hs256):
+def test_anonymous_health_says_only_whether_each_component_answers(hs256, stores):
     response = hs256.get("/api/v1/health")
     assert response.status_code == 200
-    assert response.json()["checks"]["dagster"]["ok"] is False  # nothing listens on the test's GraphQL URL
+    health = response.json()
+    assert health["status"] == "degraded"  # nothing listens on the test's GraphQL URL
+    assert health["checks"]["dagster"] == {"ok": False}
+    # The stores may not answer within the probe's deadline on a loaded machine: only the shape is sure.
+    assert {name: list(check) for name, check in health["checks"].items()} == {
+        "dagster": ["ok"], "arcticdb": ["ok"], "mlflow": ["ok"],
+    }
+    for internal in (UNREACHABLE_GRAPHQL, "127.0.0.1", str(stores), "lmdb://", "sqlite://", "Error", "refused"):
+        assert internal not in response.text
+
+
+def test_health_details_need_the_admin_scope(hs256):
+    admin = hs256.get("/api/v1/health", headers=bearer(hs256_token(scopes=[ADMIN])))
+    assert admin.status_code == 200
+    checks = admin.json()["checks"]
+    assert checks["dagster"]["ok"] is False
+    assert UNREACHABLE_GRAPHQL in checks["dagster"]["detail"] and "unreachable" in checks["dagster"]["detail"]
+    assert all(c["detail"] and isinstance(c["latency_ms"], float) for c in checks.values())
+    every_other_scope = [s for s in ALL_SCOPES if s != ADMIN]
+    for headers in (bearer(hs256_token(scopes=every_other_scope)), bearer(hs256_token(scopes=[]))):
+        ordinary = hs256.get("/api/v1/health", headers=headers)
+        assert ordinary.status_code == 200
+        assert all(list(check) == ["ok"] for check in ordinary.json()["checks"].values())
+
+
+def test_health_refuses_a_bad_token_rather_than_ignoring_it(hs256):
+    for token in (hs256_token(scopes=[ADMIN], ttl=-120), hs256_token(scopes=[ADMIN], audience="another-service"), "not-a-jwt"):
+        response = hs256.get("/api/v1/health", headers=bearer(token))
+        assert response.status_code == 401 and "checks" not in response.json()
+        assert UNREACHABLE_GRAPHQL not in response.text
 
 
 @pytest.mark.parametrize("headers, reason", [
@@ -97,13 +127,31 @@ def test_hs256_insufficient_scope(hs256):
     assert launch.status_code == 403 and "backtests:run" in launch.json()["detail"]
 
 
+def test_hs256_audience_is_checked_by_default(hs256):
+    assert_refused(hs256.get(ROUTE, headers=bearer(hs256_token(audience="another-service"))), "audience is not accepted")
+    now = int(time.time())
+    no_audience = jwt.encode({"sub": "x", "scope": BACKTESTS_READ, "exp": now + 60}, SECRET, algorithm="HS256")
+    assert_refused(hs256.get(ROUTE, headers=bearer(no_audience)), "no audience")
+    # The same rules as for Cognito's tokens: a list of audiences, or client_id without aud.
+    for claims in ({"aud": ["another-service", DEFAULT_AUDIENCE]}, {"client_id": DEFAULT_AUDIENCE}):
+        token = jwt.encode({"sub": "x", "scope": BACKTESTS_READ, "exp": now + 60, **claims}, SECRET, algorithm="HS256")
+        assert hs256.get(ROUTE, headers=bearer(token)).status_code == 200, claims
+    wrong_client = jwt.encode({"sub": "x", "scope": BACKTESTS_READ, "exp": now + 60, "client_id": "another-service"},
+                              SECRET, algorithm="HS256")
+    assert_refused(hs256.get(ROUTE, headers=bearer(wrong_client)), "audience is not accepted")
+    malformed = jwt.encode({"sub": "x", "scope": BACKTESTS_READ, "exp": now + 60, "aud": [DEFAULT_AUDIENCE, 7]},
+                           SECRET, algorithm="HS256")
+    assert_refused(hs256.get(ROUTE, headers=bearer(malformed)), "audience must be a string")
+
+
 def test_hs256_issuer_and_audience_when_configured(stores):
-    settings = hs256_settings(stores, jwt_issuer="tradai-dev", jwt_audience="tradai-api")
+    settings = hs256_settings(stores, jwt_issuer="tradai-dev", jwt_audience="tradai-api-staging")
     with TestClient(create_app(settings)) as client:
-        good = hs256_token(issuer="tradai-dev", audience="tradai-api")
+        good = hs256_token(issuer="tradai-dev", audience="tradai-api-staging")
         assert client.get(ROUTE, headers=bearer(good)).status_code == 200
-        assert_refused(client.get(ROUTE, headers=bearer(hs256_token(issuer="evil", audience="tradai-api"))), "issuer")
-        assert_refused(client.get(ROUTE, headers=bearer(hs256_token(issuer="tradai-dev", audience="other"))), "audience")
+        assert_refused(client.get(ROUTE, headers=bearer(hs256_token(issuer="evil", audience="tradai-api-staging"))), "issuer")
+        assert_refused(client.get(ROUTE, headers=bearer(hs256_token(audience="tradai-api-staging"))), "iss")
+        assert_refused(client.get(ROUTE, headers=bearer(hs256_token(issuer="tradai-dev"))), "audience is not accepted")
 
 
 def test_settings_refuse_a_short_secret_and_incomplete_jwks_mode():
@@ -113,6 +161,12 @@ def test_settings_refuse_a_short_secret_and_incomplete_jwks_mode():
         ApiSettings(auth_mode="jwks", jwt_audience="x")
     with pytest.raises(SettingsError, match="TRADAI_API_AUTH"):
         ApiSettings(auth_mode="basic")
+    with pytest.raises(SettingsError, match="TRADAI_API_JWT_AUDIENCE must not be empty"):
+        ApiSettings(auth_mode="hs256", jwt_secret=SECRET, jwt_audience="")
+    with pytest.raises(SettingsError, match="needs TRADAI_API_JWT_AUDIENCE"):
+        ApiSettings.from_environment({"TRADAI_API_AUTH": "jwks", "TRADAI_API_JWKS_URL": "https://idp.example/jwks.json",
+                                      "TRADAI_API_JWT_ISSUER": ISSUER})
+    assert ApiSettings.from_environment({"TRADAI_API_JWT_SECRET": SECRET}).audience == DEFAULT_AUDIENCE
 
 
 # RS256 against a JWKS -----------------------------------------------------------------------------
@@ -132,6 +186,11 @@ def rs256(identity_provider, stores):
     )
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+def jwks_settings(stores, jwks_url: str) -> ApiSettings:
+    return hs256_settings(stores, auth_mode="jwks", jwt_secret=None, jwks_url=jwks_url, jwt_issuer=ISSUER,
+                          jwt_audience=AUDIENCE, scope_prefix="tradai/", jwks_min_refetch_seconds=0)
 
 
 def claims(**overrides) -> dict:
@@ -162,10 +221,17 @@ def test_rs256_wrong_signature(rs256):
 def test_rs256_wrong_issuer_and_audience(rs256, identity_provider):
     key = identity_provider.keys[0]
     assert_refused(rs256.get(ROUTE, headers=bearer(key.token(claims(iss="https://evil.example")))), "issuer")
-    assert_refused(rs256.get(ROUTE, headers=bearer(key.token(claims(aud="someone-else")))), "audience")
+    assert_refused(rs256.get(ROUTE, headers=bearer(key.token(claims(aud="someone-else")))), "audience is not accepted")
+    assert_refused(rs256.get(ROUTE, headers=bearer(key.token(claims(aud=["someone-else"])))), "audience is not accepted")
     access = claims(client_id="someone-else")
     del access["aud"]
-    assert_refused(rs256.get(ROUTE, headers=bearer(key.token(access))), "audience")
+    assert_refused(rs256.get(ROUTE, headers=bearer(key.token(access))), "audience is not accepted")
+
+
+def test_rs256_missing_audience(rs256, identity_provider):
+    anonymous = claims()
+    del anonymous["aud"]
+    assert_refused(rs256.get(ROUTE, headers=bearer(identity_provider.keys[0].token(anonymous))), "no audience")
 
 
 def test_rs256_unknown_kid_refetches_then_refuses(rs256, identity_provider):
@@ -201,6 +267,15 @@ def test_rs256_insufficient_scope_and_foreign_prefix(rs256, identity_provider):
     assert response.status_code == 403
 
 
+def test_rs256_health_details_need_the_prefixed_admin_scope(rs256, identity_provider):
+    key = identity_provider.keys[0]
+    admin = rs256.get("/api/v1/health", headers=bearer(key.token(claims(scope="tradai/admin"))))
+    assert "detail" in admin.json()["checks"]["dagster"]
+    for scope in ("tradai/backtests:read", "other-api/admin"):
+        ordinary = rs256.get("/api/v1/health", headers=bearer(key.token(claims(scope=scope))))
+        assert ordinary.status_code == 200 and ordinary.json()["checks"]["dagster"] == {"ok": False}
+
+
 def test_rs256_unknown_kids_do_not_flood_the_identity_provider(identity_provider, stores):
     settings = hs256_settings(stores, auth_mode="jwks", jwt_secret=None, jwks_url=identity_provider.url, jwt_issuer=ISSUER,
                               jwt_audience=AUDIENCE, scope_prefix="tradai/", jwks_min_refetch_seconds=300)
@@ -218,3 +293,16 @@ def test_rs256_identity_provider_down_is_503_not_401(stores):
         response = client.get(ROUTE, headers=bearer(RsaKey("key-1").token(claims())))
     assert response.status_code == 503
     assert "cannot read the JWKS" in response.json()["detail"]
+
+
+def test_rs256_unreadable_key_set_is_503_and_an_hmac_key_verifies_nothing(stores):
+    token = RsaKey("key-1").token(claims())
+    with JwksServer([], body=b"<html>maintenance</html>") as garbage:
+        with TestClient(create_app(jwks_settings(stores, garbage.url))) as client:
+            response = client.get(ROUTE, headers=bearer(token))
+        assert response.status_code == 503 and "cannot read the JWKS" in response.json()["detail"]
+    hmac_set = json.dumps({"keys": [{"kty": "oct", "kid": "key-1", "use": "sig", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ"},
+                                    RsaKey("key-2").jwk()]}).encode()
+    with JwksServer([], body=hmac_set) as mixed:
+        with TestClient(create_app(jwks_settings(stores, mixed.url))) as client:
+            assert_refused(client.get(ROUTE, headers=bearer(token)), "not an RSA key")

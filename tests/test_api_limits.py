@@ -196,7 +196,9 @@ def test_strategy_that_cannot_run_is_422(stores, tmp_path):
     with TestClient(create_app(hs256_settings(stores, strategies_dir=strategies))) as client:
         response = client.post(BACKTESTS, json={"strategy": "Broken"}, headers=bearer(hs256_token()))
     assert response.status_code == 422
-    assert "Broken.py" in response.json()["detail"] and "cannot be parsed" in response.json()["detail"]
+    errors = field_errors(response)
+    assert set(errors) == {"strategy"}
+    assert "Broken.py" in errors["strategy"] and "cannot be parsed" in errors["strategy"]
 
 
 def test_bad_idempotency_key_and_job_id_are_422(api, headers):

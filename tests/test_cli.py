@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from tests.api_support import SECRET, bearer, hs256_settings
 from tests.backtest_support import BacktestLocation
 from tradai_api.app import create_app
+from tradai_api.settings import DEFAULT_AUDIENCE
 from tradai_client import cli
 from tradai_client.client import TradaiClient
 from tradai_core.strategy_discovery import discover_strategies
@@ -75,7 +76,7 @@ def test_token_is_accepted_by_the_api_with_the_scopes_asked(tmp_path):
                  env={"TRADAI_API_JWT_SECRET": SECRET})
     assert minted.exit_code == 0, minted.output
     token = minted.output.strip()
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience=DEFAULT_AUDIENCE)
     assert claims["sub"] == "ci-bot" and claims["scope"] == "backtests:read"
     assert 290 <= claims["exp"] - claims["iat"] <= 300
     with TestClient(create_app(hs256_settings(tmp_path))) as api:
@@ -83,11 +84,23 @@ def test_token_is_accepted_by_the_api_with_the_scopes_asked(tmp_path):
         assert api.get("/api/v1/data/symbols", headers=bearer(token)).status_code == 403
 
 
+def test_token_carries_the_audience_the_api_checks(tmp_path):
+    minted = run("token", env={"TRADAI_API_JWT_SECRET": SECRET, "TRADAI_API_JWT_AUDIENCE": "tradai-api-staging"})
+    token = minted.output.strip()
+    assert jwt.decode(token, SECRET, algorithms=["HS256"], audience="tradai-api-staging")["aud"] == "tradai-api-staging"
+    with TestClient(create_app(hs256_settings(tmp_path, jwt_audience="tradai-api-staging"))) as staging:
+        assert staging.get("/api/v1/strategies", headers=bearer(token)).status_code == 200
+    with TestClient(create_app(hs256_settings(tmp_path))) as default:
+        refused = default.get("/api/v1/strategies", headers=bearer(token))
+        assert refused.status_code == 401 and "audience is not accepted" in refused.json()["detail"]
+
+
 def test_token_defaults_to_every_scope_and_needs_the_secret():
     minted = run("token", env={"TRADAI_API_JWT_SECRET": SECRET, "TRADAI_API_JWT_TTL_MINUTES": "30"})
-    claims = jwt.decode(minted.output.strip(), SECRET, algorithms=["HS256"])
+    claims = jwt.decode(minted.output.strip(), SECRET, algorithms=["HS256"], audience=DEFAULT_AUDIENCE)
     assert set(claims["scope"].split()) == {
         "backtests:read", "backtests:run", "data:read", "data:sync", "models:read", "models:write", "bots:read", "bots:write",
+        "admin",
     }
     assert claims["exp"] - claims["iat"] == 1800
     missing = run("token", env={"TRADAI_API_JWT_SECRET": ""})

@@ -7,7 +7,9 @@ import json
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradai_api.dagster_client import DagsterError, DagsterUnavailable
@@ -80,12 +82,22 @@ def create_app(settings: ApiSettings, bot_backends: BotBackends | None = None) -
         version="1",
         description="Backtests, strategies, market data, models and bots of TradAI. Every route but /api/v1/health "
         "needs a bearer JWT whose `scope` claim holds the route's scope (backtests:read, backtests:run, data:read, "
-        "data:sync, models:read, models:write, bots:read, bots:write).",
+        "data:sync, models:read, models:write, bots:read, bots:write); with the admin scope, /api/v1/health also "
+        "says where each component is and what it answered.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
     )
     app.state.services = svc
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers JSON nested past the parser's recursion limit with a bare "There was an error
+        # parsing the body" (400): say why, as for other malformed bodies.
+        if isinstance(exc.__cause__, RecursionError):
+            error = {"loc": ["body"], "msg": "JSON nests too deeply to parse", "type": "json_too_deep"}
+            return JSONResponse({"detail": [error]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(DagsterUnavailable)
     async def dagster_unavailable(request: Request, exc: DagsterUnavailable) -> JSONResponse:

@@ -7,14 +7,12 @@ algorithm, or issued by/for someone else; a valid token without the route's scop
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
-import httpx
 import jwt
 
-from tradai_api.settings import ApiSettings
+from tradai_api.settings import DEFAULT_AUDIENCE, ApiSettings
 
 BACKTESTS_READ = "backtests:read"
 BACKTESTS_RUN = "backtests:run"
@@ -24,9 +22,13 @@ MODELS_READ = "models:read"
 MODELS_WRITE = "models:write"
 BOTS_READ = "bots:read"
 BOTS_WRITE = "bots:write"
-ALL_SCOPES = (BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC, MODELS_READ, MODELS_WRITE, BOTS_READ, BOTS_WRITE)
+ADMIN = "admin"
+"""Operating the API itself: the health report's details (store locations, error messages)."""
+ALL_SCOPES = (BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC, MODELS_READ, MODELS_WRITE, BOTS_READ, BOTS_WRITE, ADMIN)
 # Tolerated clock difference between the token's issuer and this process.
 LEEWAY_SECONDS = 30
+JWKS_LIFESPAN_SECONDS = 300.0
+JWKS_TIMEOUT_SECONDS = 5.0
 
 
 class AuthError(Exception):
@@ -66,56 +68,38 @@ def scopes_of(claims: dict, prefix: str) -> frozenset[str]:
     return frozenset(scopes)
 
 
-class JwksKeys:
-    """An identity provider's signing keys by key id, fetched on first use and refetched when a
-    token names a key id not seen yet (keys rotate), at most once per ``min_refetch_seconds``."""
-
-    def __init__(self, url: str, min_refetch_seconds: float, timeout: float = 5.0):
-        self.url = url
-        self.min_refetch_seconds = min_refetch_seconds
-        self.timeout = timeout
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
-        self._lock = threading.Lock()
-
-    def _fetch(self) -> None:
-        try:
-            response = httpx.get(self.url, timeout=self.timeout)
-            response.raise_for_status()
-            key_set = jwt.PyJWKSet.from_dict(response.json())
-        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
-            # The caller cannot verify any token: that is the server's fault, not the client's.
-            raise JwksUnavailable(f"cannot read the JWKS at {self.url}: {exc}") from exc
-        finally:
-            self._fetched_at = time.monotonic()
-        # Only RSA signing keys: an HMAC key in the set must never verify an RS256-labelled token.
-        self._keys = {
-            k.key_id: k for k in key_set.keys
-            if k.key_id and k.key_type == "RSA" and k.public_key_use in (None, "sig")
-        }
-
-    def key(self, kid: str) -> jwt.PyJWK:
-        with self._lock:
-            if kid not in self._keys:
-                stale = self._fetched_at is None or time.monotonic() - self._fetched_at >= self.min_refetch_seconds
-                if stale:
-                    self._fetch()
-            found = self._keys.get(kid)
-        if found is None:
-            raise AuthError(f"token signed with unknown key id {kid!r}")
-        return found
-
-
 class JwksUnavailable(RuntimeError):
     """The identity provider's key set cannot be read (503)."""
+
+
+def jwks_client(settings: ApiSettings) -> jwt.PyJWKClient:
+    """The key set is cached for ``JWKS_LIFESPAN_SECONDS``; a token naming a key id not in it refetches
+    the set (keys rotate), at most once per ``jwks_min_refetch_seconds``, so a flood of made-up key
+    ids does not become a flood of requests to the identity provider."""
+    return jwt.PyJWKClient(
+        settings.jwks_url, cache_jwk_set=True, lifespan=JWKS_LIFESPAN_SECONDS, timeout=JWKS_TIMEOUT_SECONDS,
+        cooldown_duration=settings.jwks_min_refetch_seconds,
+    )
+
+
+def audiences_of(claims: dict) -> list[str]:
+    """ID tokens carry ``aud`` (a string or a list); Cognito access tokens carry the app client id in
+    ``client_id`` and no ``aud``."""
+    if "aud" in claims:
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    elif "client_id" in claims:
+        audiences = [claims["client_id"]]
+    else:
+        raise AuthError("token has no audience (aud or client_id claim)")
+    if not all(isinstance(a, str) for a in audiences):
+        raise AuthError("malformed token: the audience must be a string or a list of strings")
+    return audiences
 
 
 class Authenticator:
     def __init__(self, settings: ApiSettings):
         self.settings = settings
-        self.jwks = (
-            JwksKeys(settings.jwks_url, settings.jwks_min_refetch_seconds) if settings.auth_mode == "jwks" else None
-        )
+        self.jwks = jwks_client(settings) if settings.auth_mode == "jwks" else None
 
     def authenticate(self, authorization: str | None) -> Principal:
         token = bearer_token(authorization)
@@ -131,45 +115,52 @@ class Authenticator:
 
     def _verified_claims(self, token: str, header: dict) -> dict:
         s = self.settings
-        options = {"require": ["exp", "sub"]}
+        # The audience is checked below, the same way in both modes (PyJWT knows only ``aud``).
+        options = {"require": ["exp", "sub"], "verify_aud": False}
         try:
             if s.auth_mode == "hs256":
-                return jwt.decode(
-                    token, s.jwt_secret, algorithms=[s.jwt_algorithm], issuer=s.jwt_issuer, audience=s.jwt_audience,
-                    leeway=LEEWAY_SECONDS, options={**options, "verify_aud": s.jwt_audience is not None},
+                claims = jwt.decode(
+                    token, s.jwt_secret, algorithms=[s.jwt_algorithm], issuer=s.jwt_issuer, leeway=LEEWAY_SECONDS,
+                    options=options,
                 )
-            if header.get("alg") != "RS256":
-                raise AuthError(f"token algorithm {header.get('alg')!r} is not accepted; expected RS256")
-            kid = header.get("kid")
-            if not isinstance(kid, str) or not kid:
-                raise AuthError("token header has no key id (kid)")
-            key = self.jwks.key(kid)
-            claims = jwt.decode(
-                token, key.key, algorithms=["RS256"], issuer=s.jwt_issuer, leeway=LEEWAY_SECONDS,
-                options={**options, "require": ["exp", "sub", "iss"], "verify_aud": False},
-            )
+            else:
+                if header.get("alg") != "RS256":
+                    raise AuthError(f"token algorithm {header.get('alg')!r} is not accepted; expected RS256")
+                kid = header.get("kid")
+                if not isinstance(kid, str) or not kid:
+                    raise AuthError("token header has no key id (kid)")
+                claims = jwt.decode(
+                    token, self._signing_key(kid).key, algorithms=["RS256"], issuer=s.jwt_issuer, leeway=LEEWAY_SECONDS,
+                    options={**options, "require": ["exp", "sub", "iss"]},
+                )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc
         except jwt.InvalidSignatureError as exc:
             raise AuthError("token signature does not verify") from exc
         except jwt.InvalidIssuerError as exc:
             raise AuthError("token issuer is not accepted") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise AuthError("token audience is not accepted") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
-        self._check_audience(claims)
+        if s.audience not in audiences_of(claims):
+            raise AuthError("token audience is not accepted")
         return claims
 
-    def _check_audience(self, claims: dict) -> None:
-        """ID tokens carry ``aud``; Cognito access tokens carry the app client id in ``client_id``."""
-        expected = self.settings.jwt_audience
-        if "aud" in claims:
-            audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        else:
-            audiences = [claims.get("client_id")]
-        if expected not in audiences:
-            raise AuthError("token audience is not accepted")
+    def _signing_key(self, kid: str) -> jwt.PyJWK:
+        try:
+            # Reads the cached set, or fetches it: a failure here is the identity provider's.
+            self.jwks.get_signing_keys()
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as exc:
+            raise JwksUnavailable(f"cannot read the JWKS at {self.settings.jwks_url}: {exc}") from exc
+        try:
+            key = self.jwks.get_signing_key(kid)
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as exc:
+            raise JwksUnavailable(f"cannot read the JWKS at {self.settings.jwks_url}: {exc}") from exc
+        except jwt.PyJWKClientError as exc:
+            raise AuthError(f"token signed with unknown key id {kid!r}") from exc
+        # Only RSA keys: an HMAC key in the set must never verify an RS256-labelled token.
+        if key.key_type != "RSA":
+            raise AuthError(f"token signed with key id {kid!r}, which is not an RSA key")
+        return key
 
 
 def mint_token(
@@ -180,13 +171,11 @@ def mint_token(
     *,
     algorithm: str = "HS256",
     issuer: str | None = None,
-    audience: str | None = None,
+    audience: str = DEFAULT_AUDIENCE,
 ) -> str:
     """A token for the hs256 mode (development and scripts that share the secret)."""
     now = int(time.time())
-    claims = {"sub": subject, "scope": " ".join(scopes), "iat": now, "exp": now + int(ttl_seconds)}
+    claims = {"sub": subject, "scope": " ".join(scopes), "aud": audience, "iat": now, "exp": now + int(ttl_seconds)}
     if issuer:
         claims["iss"] = issuer
-    if audience:
-        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm=algorithm)

@@ -74,41 +74,53 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def unprocessable(loc: list[str], msg: str) -> HTTPException:
+    """A 422 in the shape of FastAPI's own validation errors, the one the OpenAPI schema documents."""
+    return HTTPException(422, [{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
 def too_many_requests(wait: float) -> HTTPException:
     return HTTPException(
         429, f"rate limit exceeded; retry in {retry_after_header(wait)} s", headers={"Retry-After": retry_after_header(wait)}
     )
 
 
-def rate_limited_by_address(request: Request, svc: Services = Depends(services)) -> None:
-    """For the routes without authentication (health)."""
+def rate_limited_by_address(request: Request, svc: Services) -> None:
+    """For requests without a token (health)."""
     wait = svc.limiter.acquire(f"address:{client_address(request)}", {"requests": svc.settings.rate_limit})
     if wait is not None:
         raise too_many_requests(wait)
+
+
+def authenticated(request: Request, svc: Services, *, backtest_launch: bool = False) -> Principal:
+    """The caller's principal, rate-limited by its subject; 401 (or 503 when the JWKS is unreachable)
+    for a request without an acceptable token."""
+    settings = svc.settings
+    try:
+        principal = svc.authenticator.authenticate(request.headers.get("authorization"))
+    except AuthError as exc:
+        # Refused attempts count against the caller's address, so guessing tokens is rate-limited too.
+        wait = svc.limiter.acquire(f"address:{client_address(request)}", {"requests": settings.rate_limit})
+        if wait is not None:
+            raise too_many_requests(wait) from exc
+        challenge = "Bearer" if isinstance(exc, MissingToken) else 'Bearer error="invalid_token"'
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": challenge}) from exc
+    except JwksUnavailable as exc:
+        raise HTTPException(503, str(exc)) from exc
+    limits = {"requests": settings.rate_limit}
+    if backtest_launch:
+        limits["backtest_launches"] = settings.backtest_rate_limit
+    wait = svc.limiter.acquire(f"subject:{principal.subject}", limits)
+    if wait is not None:
+        raise too_many_requests(wait)
+    return principal
 
 
 def authorize(scope: str, *, backtest_launch: bool = False):
     """The dependency of a route that needs ``scope``; ``backtest_launch`` adds the launch limit."""
 
     def dependency(request: Request, _=Depends(bearer_scheme), svc: Services = Depends(services)) -> Principal:
-        settings = svc.settings
-        try:
-            principal = svc.authenticator.authenticate(request.headers.get("authorization"))
-        except AuthError as exc:
-            # Refused attempts count against the caller's address, so guessing tokens is rate-limited too.
-            wait = svc.limiter.acquire(f"address:{client_address(request)}", {"requests": settings.rate_limit})
-            if wait is not None:
-                raise too_many_requests(wait) from exc
-            challenge = "Bearer" if isinstance(exc, MissingToken) else 'Bearer error="invalid_token"'
-            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": challenge}) from exc
-        except JwksUnavailable as exc:
-            raise HTTPException(503, str(exc)) from exc
-        limits = {"requests": settings.rate_limit}
-        if backtest_launch:
-            limits["backtest_launches"] = settings.backtest_rate_limit
-        wait = svc.limiter.acquire(f"subject:{principal.subject}", limits)
-        if wait is not None:
-            raise too_many_requests(wait)
+        principal = authenticated(request, svc, backtest_launch=backtest_launch)
         if scope not in principal.scopes:
             raise HTTPException(
                 403, f"the token's scopes do not include {scope}",
@@ -117,3 +129,12 @@ def authorize(scope: str, *, backtest_launch: bool = False):
         return principal
 
     return dependency
+
+
+def optional_principal(request: Request, _=Depends(bearer_scheme), svc: Services = Depends(services)) -> Principal | None:
+    """For the routes that answer anyone (health): None without an Authorization header, rate-limited
+    by address; with one, the token must be acceptable, as on every other route."""
+    if "authorization" not in request.headers:
+        rate_limited_by_address(request, svc)
+        return None
+    return authenticated(request, svc)

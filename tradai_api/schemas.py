@@ -12,6 +12,9 @@ STRATEGY_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
 PAIR = r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20})?$"
 TIMEFRAME = r"^[1-9][0-9]{0,3}[smhdwM]$"
 TIMERANGE_ALL = "all"
+# Freqtrade's own config needs about 5 levels (overrides.exchange.ccxt_config.options.<key>); deeper
+# overrides are a mistake or an attack on every component that walks them (hashing, Dagster's config).
+MAX_OVERRIDES_DEPTH = 8
 
 Pair = Annotated[str, StringConstraints(pattern=PAIR)]
 JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELING", "CANCELED"]
@@ -26,6 +29,17 @@ DAGSTER_STATUSES: dict[str, tuple[str, ...]] = {
     "CANCELED": ("CANCELED",),
 }
 JOB_STATUS_OF = {dagster: api for api, group in DAGSTER_STATUSES.items() for dagster in group}
+
+
+def nesting_depth(value: Any) -> int:
+    """How many objects and arrays deep ``value`` nests (0 for a scalar), without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def check_timerange(value: str) -> str:
@@ -55,8 +69,18 @@ class BacktestRequest(BaseModel):
     pairs: list[Pair] | None = Field(default=None, min_length=1, max_length=500, description="ccxt symbols, e.g. ETH/BTC")
     timeframe: str | None = Field(default=None, pattern=TIMEFRAME, description="e.g. 5m, 1h")
     overrides: dict[str, Any] = Field(
-        default_factory=dict, description="Freqtrade config keys merged over the strategy's config, e.g. stake_amount, fee"
+        default_factory=dict,
+        description="Freqtrade config keys merged over the strategy's config, e.g. stake_amount, fee; "
+        f"objects and arrays nest at most {MAX_OVERRIDES_DEPTH} levels deep",
     )
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        depth = nesting_depth(value)
+        if depth > MAX_OVERRIDES_DEPTH:
+            raise ValueError(f"nests {depth} levels deep; at most {MAX_OVERRIDES_DEPTH} are allowed")
+        return value
 
     @field_validator("timerange")
     @classmethod
@@ -240,8 +264,10 @@ class SyncStatus(BaseModel):
 
 class ComponentHealth(BaseModel):
     ok: bool
-    detail: str
-    latency_ms: float
+    detail: str | None = Field(
+        default=None, description="Only for a token with the admin scope: where the component is and what it answered"
+    )
+    latency_ms: float | None = Field(default=None, description="Only for a token with the admin scope")
 
 
 class Health(BaseModel):

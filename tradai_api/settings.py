@@ -18,6 +18,9 @@ AUTH_MODES = ("hs256", "jwks")
 # HMAC keys shorter than the hash output are brute-forceable offline from any issued token.
 MIN_SECRET_BYTES = 32
 DEFAULT_GRAPHQL_URL = "http://127.0.0.1:3000/graphql"
+# hs256 tokens name the API as their audience unless TRADAI_API_JWT_AUDIENCE says otherwise, so a
+# token minted with the same secret for another service is not accepted here.
+DEFAULT_AUDIENCE = "tradai-api"
 
 
 class SettingsError(ValueError):
@@ -59,6 +62,8 @@ class ApiSettings:
     jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    """The ``aud`` (or ``client_id``) every token must carry: ``DEFAULT_AUDIENCE`` in hs256 mode when
+    None; required in jwks mode (the identity provider's app client id)."""
     scope_prefix: str = ""
     """Cognito resource-server scopes arrive as ``<identifier>/backtests:read``: the identifier to strip."""
     jwks_min_refetch_seconds: float = 30.0
@@ -98,6 +103,8 @@ class ApiSettings:
                 raise SettingsError(f"{EnvVar.API_JWT_SECRET} must be at least {MIN_SECRET_BYTES} bytes long")
             if self.jwt_algorithm not in ("HS256", "HS384", "HS512"):
                 raise SettingsError(f"{EnvVar.API_JWT_ALGORITHM}={self.jwt_algorithm!r}: hs256 mode signs with HS256, HS384 or HS512")
+            if self.jwt_audience == "":
+                raise SettingsError(f"{EnvVar.API_JWT_AUDIENCE} must not be empty (unset, it is {DEFAULT_AUDIENCE})")
         else:
             missing = [
                 name for name, value in (
@@ -116,6 +123,10 @@ class ApiSettings:
             raise SettingsError(f"{EnvVar.TRADAI_ENV}=aws needs {EnvVar.TRADAI_STACK}")
         if self.max_body_bytes < 1:
             raise SettingsError("TRADAI_API_MAX_BODY_BYTES must be positive")
+
+    @property
+    def audience(self) -> str:
+        return self.jwt_audience or DEFAULT_AUDIENCE
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> "ApiSettings":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
+from tradai_api.deps import unprocessable
 from tradai_core.strategy_discovery import StrategySpec, discover_strategies
 
 
@@ -23,8 +24,9 @@ def require_strategy(directory: Path, name: str) -> StrategySpec:
     return spec
 
 
-def require_runnable_strategy(directory: Path, name: str) -> StrategySpec:
+def require_runnable_strategy(directory: Path, name: str, loc: list[str]) -> StrategySpec:
+    """``loc`` names where the request gave the strategy's name (body or path), for the 422."""
     spec = require_strategy(directory, name)
     if spec.problem:
-        raise HTTPException(422, f"strategy {name} cannot run: {spec.problem}")
+        raise unprocessable(loc, f"strategy {name} cannot run: {spec.problem}")
     return spec

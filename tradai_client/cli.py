@@ -511,6 +511,7 @@ def token(subject, scopes, ttl_minutes):
     """Mint a development token signed with TRADAI_API_JWT_SECRET (hs256 mode)."""
     from resources.aws_contract import EnvVar
     from tradai_api.auth import mint_token
+    from tradai_api.settings import DEFAULT_AUDIENCE
 
     secret = os.environ.get(EnvVar.API_JWT_SECRET)
     if not secret:
@@ -519,7 +520,7 @@ def token(subject, scopes, ttl_minutes):
     click.echo(mint_token(
         secret, subject, list(scopes) or list(ALL_SCOPES), ttl * 60,
         algorithm=os.environ.get(EnvVar.API_JWT_ALGORITHM, "HS256"),
-        issuer=os.environ.get("TRADAI_API_JWT_ISSUER"), audience=os.environ.get("TRADAI_API_JWT_AUDIENCE"),
+        issuer=os.environ.get(EnvVar.API_JWT_ISSUER), audience=os.environ.get(EnvVar.API_JWT_AUDIENCE, DEFAULT_AUDIENCE),
     ))
 
 

@@ -130,7 +130,7 @@ def submit_backtest(
 ):
     """Launches the `adhoc_backtest` job through the Dagster instance (its run queue and launcher).
     With an `Idempotency-Key`, a repeated request returns the job of the first one and launches nothing."""
-    require_runnable_strategy(svc.settings.strategies_dir, body.strategy)
+    require_runnable_strategy(svc.settings.strategies_dir, body.strategy, ["body", "strategy"])
     check_override_keys(body.overrides)
     digest = request_hash(body)
     config = {"strategy": body.strategy, "overrides": body.overrides}

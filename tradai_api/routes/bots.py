@@ -27,7 +27,7 @@ from tradai_api.schemas import (
     KillSwitchResult,
     RunAccepted,
 )
-from tradai_api.strategy_files import require_strategy, strategies_by_name
+from tradai_api.strategy_files import require_runnable_strategy, require_strategy, strategies_by_name
 
 router = APIRouter(prefix="/api/v1/bots", tags=["bots"])
 log = logging.getLogger("tradai.api.bots")
@@ -137,9 +137,7 @@ def get_bot(name: BotName, _: Principal = Depends(authorize(BOTS_READ)), svc: Se
 
 
 def launch_deployment(name: str, config: dict[str, Any], principal: Principal, svc: Services, response: Response):
-    spec = require_strategy(svc.settings.strategies_dir, name)
-    if spec.problem:
-        raise HTTPException(422, f"strategy {name} cannot run: {spec.problem}")
+    require_runnable_strategy(svc.settings.strategies_dir, name, ["path", "name"])
     asset = ["strategies", name, "deployment"]
     tags = {TAG_STRATEGY: name, TAG_REQUESTED_BY: principal.subject}
     try:

@@ -8,16 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 
 from tradai_api.auth import DATA_READ, DATA_SYNC, Principal
-from tradai_api.deps import Services, authorize, services
+from tradai_api.deps import Services, authorize, services, unprocessable
 from tradai_api.routes.backtests import RUN_ID, TAG_REQUESTED_BY, timestamp
-from tradai_api.schemas import (
-    JOB_STATUS_OF,
-    Freshness,
-    SymbolList,
-    SyncAccepted,
-    SyncRequest,
-    SyncStatus,
-)
+from tradai_api.schemas import JOB_STATUS_OF, Freshness, SymbolList, SyncAccepted, SyncRequest, SyncStatus
 
 router = APIRouter(prefix="/api/v1/data", tags=["data"])
 
@@ -48,9 +41,10 @@ def sync_window(entry, body: SyncRequest, today: dt.date) -> tuple[dt.date, dt.d
     start = body.start or max(today - dt.timedelta(days=1), entry.start)
     end = body.end or last_day
     if start > end:
-        raise HTTPException(422, f"{where}: start {start} is after end {end}")
+        raise unprocessable(["body", "start"], f"{where}: start {start} is after end {end}")
     if start < entry.start or end > last_day:
-        raise HTTPException(422, f"{where}: {start}..{end} reaches outside the days kept, {entry.start}..{last_day}")
+        field = "start" if start < entry.start else "end"
+        raise unprocessable(["body", field], f"{where}: {start}..{end} reaches outside the days kept, {entry.start}..{last_day}")
     return start, end
 
 

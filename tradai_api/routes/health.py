@@ -1,4 +1,7 @@
-"""Reachability of what the API stands on; no token needed (load balancers and humans ask it)."""
+"""Reachability of what the API stands on; no token needed (load balancers and humans ask it).
+
+Anyone sees whether each component answers; only a token with the admin scope sees where each one is
+and what it answered (URLs, store paths, error messages), which would help an attacker."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from fastapi import APIRouter, Depends
 
-from tradai_api.deps import Services, rate_limited_by_address, services
+from tradai_api.auth import ADMIN, Principal
+from tradai_api.deps import Services, optional_principal, services
 from tradai_api.schemas import Health
 
 router = APIRouter(prefix="/api/v1", tags=["health"])
@@ -28,9 +32,11 @@ def timed(check: Callable[[], str]) -> Callable[[], dict]:
     return run
 
 
-@router.get("/health", response_model=Health, summary="Dagster, ArcticDB and MLflow reachability")
-def health(_: None = Depends(rate_limited_by_address), svc: Services = Depends(services)):
-    """Always 200 while the API answers; `status` is `degraded` when a component is unreachable."""
+@router.get("/health", response_model=Health, response_model_exclude_none=True,
+            summary="Dagster, ArcticDB and MLflow reachability")
+def health(principal: Principal | None = Depends(optional_principal), svc: Services = Depends(services)):
+    """Always 200 while the API answers; `status` is `degraded` when a component is unreachable.
+    A token with the `admin` scope also gets each component's `detail` and `latency_ms`."""
     checks = {
         "dagster": lambda: f"{svc.dagster.graphql_url} answers (Dagster {svc.dagster.version()})",
         "arcticdb": svc.market_data.check,
@@ -49,4 +55,7 @@ def health(_: None = Depends(rate_limited_by_address), svc: Services = Depends(s
                 results[name] = {"ok": False, "detail": f"no answer within {CHECK_TIMEOUT_SECONDS:g} s", "latency_ms": 1000 * CHECK_TIMEOUT_SECONDS}
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return {"status": "ok" if all(r["ok"] for r in results.values()) else "degraded", "checks": results}
+    status = "ok" if all(r["ok"] for r in results.values()) else "degraded"
+    if principal is None or ADMIN not in principal.scopes:
+        results = {name: {"ok": r["ok"]} for name, r in results.items()}
+    return {"status": status, "checks": results}

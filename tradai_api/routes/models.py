@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from resources.aws_contract import ecs_run_tags
 from tradai_api.auth import MODELS_READ, MODELS_WRITE, Principal
 from tradai_api.dagster_client import AssetNotFound
-from tradai_api.deps import Services, authorize, services
+from tradai_api.deps import Services, authorize, services, unprocessable
 from tradai_api.routes.backtests import TAG_REQUESTED_BY, TAG_STRATEGY
 from tradai_api.schemas import (
     JOB_STATUS_OF,
@@ -187,7 +187,7 @@ def train_model(
         known = ", ".join(sorted(specs)) or "none"
         raise HTTPException(404, f"{name!r} is not a model strategy; model strategies: {known}")
     if specs[name].problem:
-        raise HTTPException(422, f"strategy {name} cannot run: {specs[name].problem}")
+        raise unprocessable(["path", "name"], f"strategy {name} cannot run: {specs[name].problem}")
     asset = ["strategies", name, "model"]
     tags = {**ecs_run_tags("training"), TAG_STRATEGY: name, TAG_REQUESTED_BY: principal.subject}
     try:
