@@ -253,8 +253,10 @@ class MarketDataClient:
                 outcome = "not retried: the exchange answers this request the same way every time"
             elif (asked := self._answer.retry_after_seconds() if self._answer else None) and asked > policy.max_retry_after_seconds:
                 outcome = f"the exchange asks to wait {asked:.0f} s, longer than max_retry_after_seconds {policy.max_retry_after_seconds:.0f}"
-            else:
+            elif budget:
                 outcome = f"still failing after {budget} retries"
+            else:
+                outcome = "not retried (no retries for this request)"
             raise ExchangeRequestFailed(f"{self.exchange_id} {what}: {self._failure(error)}; {outcome}", permanent) from error
 
     def close(self) -> None:
