@@ -159,13 +159,23 @@ def test_bad_answers_are_cleaned_and_bad_candles_never_stored(tmp_path, fake, in
         (spot_entry(timeframes=["7m"]), "7m"),
     ],
 )
-def test_unknown_exchange_pair_or_timeframe_fails_naming_it(tmp_path, fake, instance, entry, named):
-    location = make_location(tmp_path, fake, [entry])
+def test_unknown_exchange_pair_or_timeframe_fails_naming_it_and_the_store_is_unchanged(tmp_path, fake, instance, entry, named):
+    good = make_location(tmp_path, fake, [spot_entry()], name="store")
+    assert good.ohlcv("binance_spot", instance, "2024-03-01", "2024-03-01").success
+    symbols = good.arctic.candle_symbols("binance", "spot")
+    before = {s: good.arctic.read_candles("binance", "spot", s) for s in symbols}
+    versions = {s: good.arctic.candle_version("binance", "spot", s) for s in symbols}
+
+    location = make_location(tmp_path, fake, [entry], name="store")  # the same store, a bad universe
     name = f"{entry['exchange']}_spot"
-    result = location.ohlcv(name, instance, "2024-03-01", "2024-03-01")
+    result = location.ohlcv(name, instance, "2024-03-01", "2024-03-02")
     assert not result.success
     assert named in failure_message(result)
-    assert location.arctic.candle_symbols(entry["exchange"], "spot") == []
+    assert location.arctic.candle_symbols("binance", "spot") == symbols
+    for symbol in symbols:
+        pd.testing.assert_frame_equal(location.arctic.read_candles("binance", "spot", symbol), before[symbol])
+        assert location.arctic.candle_version("binance", "spot", symbol) == versions[symbol]
+    assert location.arctic.candle_symbols(entry["exchange"], "spot") == (symbols if entry["exchange"] == "binance" else [])
 
 
 def test_markets_snapshot_from_the_exchange_is_hashed_and_versioned(tmp_path, fake, instance):
