@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.market_data ingest        # 10 pairs x 1 year of 1m candles: ours over bare ccxt
     .venv/bin/python -m bench.market_data incremental   # one new day into a 3-year store over into an empty one
+    .venv/bin/python -m bench.market_data faults        # the sample pairs with 20% and 50% of requests failing
+    .venv/bin/python -m bench.market_data kill          # kill -9 of a backfill at a random point, then the re-run
 
 Rate limiting is off for both sides of a comparison (the local exchange has no limit), so the figures
 measure our storage and bookkeeping, not ccxt's throttle.
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import pandas as pd
@@ -139,13 +142,136 @@ def incremental(workdir: Path) -> str:
     )
 
 
+SAMPLE_DATA = REPO / "tradai_assets" / "sample" / "data" / "binance"
+
+
+class WaitRecordingExchange(ExchangeResource):
+    """Waits for real, and adds up how long: wall time with faults is mostly the waits asked."""
+
+    waited: ClassVar[list[float]] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waited.append(seconds)
+        time.sleep(seconds)
+
+
+def sample_backfill(workdir: Path, fake: FakeBinance, uri: str, settings: dict, exchange_class=ExchangeResource):
+    """The 10 sample pairs, January 2018, 5m, from the local exchange serving the sample's candles."""
+    universe_file = workdir / f"universe-{time.monotonic_ns()}.yaml"
+    universe_file.write_text(yaml.safe_dump({"markets": [
+        {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": ["5m"], "start": "2018-01-01",
+         "ccxt_config": {"urls": fake.ccxt_config()["urls"], "timeout": 2000}}
+    ]}))
+    entries = load_universe(universe_file).markets
+    built = build_market_data(entries, schedules_running=False)
+    defs = dg.Definitions(assets=built.assets, resources={"arctic": ArcticStore(uri=uri), "exchange": exchange_class(**settings)})
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[ohlcv_key(entries[0])], raise_on_error=False,
+            tags={ASSET_PARTITION_RANGE_START_TAG: "2018-01-01", ASSET_PARTITION_RANGE_END_TAG: "2018-01-31"},
+        )
+        elapsed = time.perf_counter() - started
+        events = [m for m in result.get_asset_materialization_events()]
+        meta = {k: v.value for k, v in events[-1].materialization.metadata.items()} if events else {}
+    return result.success, elapsed, meta, universe_file
+
+
+def sample_candles(uri: str) -> dict[str, pd.DataFrame]:
+    store = ArcticStore(uri=uri)
+    return {p: store.read_candles("binance", "spot", candle_symbol(p, "5m", "spot")) for p in PAIRS}
+
+
+def faults(workdir: Path) -> str:
+    settings = {"max_retries": 10, "backoff_seconds": 0.1, "max_backoff_seconds": 2.0}
+    lines = []
+    with FakeBinance(data_dir=SAMPLE_DATA, now_ms="2026-01-01") as fake:
+        sample_backfill(workdir, fake, f"lmdb://{workdir / 'warm-up'}", settings)  # imports and first-run costs
+        fake.reset()
+        ok, clean_time, meta, _ = sample_backfill(workdir, fake, f"lmdb://{workdir / 'clean'}", settings)
+        assert ok and meta["retries"] == 0
+        expected = sample_candles(f"lmdb://{workdir / 'clean'}")
+        candles = sum(len(f) for f in expected.values())
+        clean_requests = fake.requests_made()
+        lines.append(f"fault-free: {candles:,} candles, {clean_requests} requests, {clean_time:.1f} s")
+        for chance in (0.2, 0.5):
+            fake.reset()
+            fake.add_rule(chance=chance, seed=2026, mix="binance")
+            WaitRecordingExchange.waited.clear()
+            uri = f"lmdb://{workdir / f'faults{int(chance * 100)}'}"
+            ok, elapsed, meta, _ = sample_backfill(workdir, fake, uri, settings, WaitRecordingExchange)
+            got = sample_candles(uri)
+            identical = ok and all(got[p].equals(expected[p]) for p in PAIRS)
+            waited = sum(WaitRecordingExchange.waited)
+            lines.append(
+                f"{chance:.0%} of requests faulty: identical candles **{identical}**, {meta.get('retries')} retries "
+                f"({meta.get('retries_by_cause')}), {fake.requests_made()} requests; wall time "
+                f"**{elapsed / clean_time:.2f}x** fault-free ({elapsed:.1f} s, of which {waited:.1f} s waiting as "
+                "asked: Retry-After 1 s on 429, 2 s on 418, backoff from 0.1 s; timeouts 2 s)"
+            )
+    return report("Fault survival: the sample backfill with 20% and 50% of requests failing as Binance fails, one run",
+                  "python -m bench.market_data faults", lines)
+
+
+def kill(workdir: Path, rounds: int = 3) -> str:
+    import json
+    import os
+    import random
+    import signal
+    import subprocess
+
+    settings = {"max_retries": 0, "candles_per_request": 1000, "pages_per_chunk": 2}
+    lines = []
+    with FakeBinance(data_dir=SAMPLE_DATA, now_ms="2026-01-01") as fake:
+        ok, _, _, universe_file = sample_backfill(workdir, fake, f"lmdb://{workdir / 'reference'}", settings)
+        assert ok
+        expected = sample_candles(f"lmdb://{workdir / 'reference'}")
+        total = fake.candles_served()
+        shares: list[float] = []
+        for round_ in range(rounds):
+            fake.reset()
+            uri = f"lmdb://{workdir / f'killed{round_}'}"
+            home = workdir / f"dagster{round_}"
+            home.mkdir()
+            kill_at = random.Random().randint(total // 10, total * 9 // 10)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tests.run_market_data", str(universe_file), uri, "binance_spot", "2018-01-01", "2018-01-31"],
+                cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home), "EXCHANGE_SETTINGS": json.dumps(settings)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            while fake.candles_served() < kill_at and process.poll() is None:
+                time.sleep(0.01)
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            served_before_kill = fake.candles_served()
+            survived = sum(len(f) for f in sample_candles(uri).values() if f is not None)
+            fake.reset()
+            ok, _, meta, _ = sample_backfill(workdir, fake, uri, settings)
+            got = sample_candles(uri)
+            identical = ok and all(got[p].equals(expected[p]) for p in PAIRS)
+            # Work repeated: what the killed run and the re-run fetched together beyond one uninterrupted run.
+            repeated = served_before_kill + fake.candles_served() - total
+            shares.append(repeated / total)
+            lines.append(
+                f"round {round_ + 1}: killed after {served_before_kill:,} of {total:,} candles served, {survived:,} stored; "
+                f"re-run fetched {fake.candles_served():,}, repeated {repeated:,} = **{repeated / total:.1%}** of the work "
+                f"(one chunk is 2,000 candles = {2000 / total:.1%}); identical to an uninterrupted run: **{identical}**"
+            )
+    lines.append(f"largest share repeated: **{max(shares):.1%}**")
+    lines.insert(0, "10 sample pairs, January 2018, 5m (3 chunks of 2 pages of 1,000 per pair); the backfill runs in its own "
+                    "process, killed with SIGKILL once the exchange has served a random share (10-90%) of the candles")
+    return report("kill -9 of a backfill at a random point, then the same backfill again",
+                  "python -m bench.market_data kill", lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("which", choices=["ingest", "incremental"])
+    parser.add_argument("which", choices=["ingest", "incremental", "faults", "kill"])
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-{args.which}-"))
-    print({"ingest": ingest, "incremental": incremental}[args.which](workdir))
+    print({"ingest": ingest, "incremental": incremental, "faults": faults, "kill": kill}[args.which](workdir))
 
 
 if __name__ == "__main__":

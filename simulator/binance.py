@@ -74,8 +74,11 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -572,6 +575,24 @@ class Params:
 
 CORRUPTIONS = ("duplicate", "shuffle", "nan", "zero")
 CORRUPTIBLE_FIELDS = ("open", "high", "low", "close", "volume")
+DISCONNECTS = ("reset", "truncate")
+_ACTIONS = ("status", "retry_after", "body", "delay", "disconnect", "corrupt", "count", "field")
+
+#: The answers Binance gives under load, one of which a rule with ``"mix": "binance"`` picks per
+#: firing (Binance spells "occured" so).  The slow answer outlasts a client timeout below 2.5 s.
+BINANCE_FAULT_MIX: list[dict[str, Any]] = [
+    {"status": 500, "body": {"code": -1000, "msg": "An unknown error occured while processing the request."}},
+    {"status": 429, "retry_after": 1},
+    {"status": 418, "retry_after": 2},
+    {"status": 503},
+    {"delay": 2.5},
+    {"disconnect": "reset"},
+    {"disconnect": "truncate"},
+    {"status": 200, "body": "<html><head><title>System maintenance</title></head><body>Back soon.</body></html>"},
+    {"corrupt": "duplicate", "count": 3},
+    {"corrupt": "shuffle"},
+]
+FAULT_MIXES = {"binance": BINANCE_FAULT_MIX}
 
 
 @dataclass
@@ -584,13 +605,19 @@ class Rule:
       ``pair``) parameter, a Binance id such as ``"ETHBTC"``.
     When: of the matching requests, every ``every``-th fires (default 1: all), at most ``times``
       times, after which the rule is removed (default: no limit).  ``fail_forever: true`` is a
-      permanent failure: no ``times``, and ``status`` defaults to 503.
+      permanent failure: no ``times``, and ``status`` defaults to 503.  ``chance`` (0-1, default
+      1) fires only that share of them, drawn from a generator seeded with ``seed``: the same
+      requests in the same order meet the same faults.
     What (at least one; a request can fire several rules: delays add up, the first status wins):
       ``status``: answer with this HTTP status instead -- 429 and 418 with Binance's -1003 body
       and a ``Retry-After`` header (``retry_after`` seconds, default 1), 5xx with a gateway-style
       HTML page, other 4xx with ``{"code": -1000}``; ``body`` replaces the body (a JSON value, or
-      a string sent as text/html).
+      a string sent as text/html); status 200 needs a ``body`` (a maintenance page, say).
       ``delay``: seconds to wait before answering (to provoke client timeouts).
+      ``disconnect``: ``"reset"`` closes the connection without an answer (a TCP reset),
+      ``"truncate"`` sends the headers and half the body, then closes it.
+      ``mix``: a list of such action sets (or ``"binance"``: :data:`BINANCE_FAULT_MIX`), of which
+      each firing applies one, drawn from the rule's generator.
       ``corrupt``: klines endpoints only -- ``"duplicate"`` (repeat candles, each right after
       itself), ``"shuffle"`` (permute all candles), ``"nan"`` or ``"zero"`` (set ``field``, default
       ``"close"``, of candles to NaN or 0).  The candles: those whose open time is in
@@ -611,12 +638,17 @@ class Rule:
     count: int = 1
     open_times: list[int] | None = None
     field: str = "close"
+    disconnect: str | None = None
+    chance: float = 1.0
+    seed: int = 0
+    mix: str | list[dict[str, Any]] | None = None
     matched: int = 0  # matching requests so far
     fired: int = 0  # times it acted
+    _random: random.Random | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], rule_id: int) -> Rule:
-        allowed = {f.name for f in dataclasses.fields(cls)} - {"id", "matched", "fired"}
+        allowed = {f.name for f in dataclasses.fields(cls)} - {"id", "matched", "fired", "_random"}
         if not isinstance(raw, Mapping):
             raise ValueError(f"a rule must be a JSON object, not {raw!r}")
         if unknown := set(raw) - allowed:
@@ -630,8 +662,8 @@ class Rule:
             (isinstance(rule.fail_forever, bool), "fail_forever must be true or false"),
             (not (rule.fail_forever and rule.times), "fail_forever excludes times"),
             (
-                rule.status is None or (_int(rule.status) and 400 <= rule.status <= 599),
-                "status must be an HTTP error status (400-599)",
+                rule.status is None or (_int(rule.status) and (400 <= rule.status <= 599 or rule.status == 200)),
+                "status must be an HTTP error status (400-599), or 200 with a body",
             ),
             (_int(rule.retry_after) and rule.retry_after >= 0, "retry_after must be >= 0"),
             (
@@ -655,9 +687,43 @@ class Rule:
                 raise ValueError(f"{message}: {dict(raw)}")
         if rule.fail_forever and rule.status is None:
             rule.status = 503
-        if rule.status is None and not rule.delay and rule.corrupt is None:
-            raise ValueError(f"a rule needs status, delay, corrupt or fail_forever: {dict(raw)}")
+        rule._check_actions(raw)
+        if not (isinstance(rule.chance, int | float) and 0 <= rule.chance <= 1):
+            raise ValueError(f"chance must be 0-1: {dict(raw)}")
+        if not _int(rule.seed):
+            raise ValueError(f"seed must be an integer: {dict(raw)}")
+        if isinstance(rule.mix, str):
+            if rule.mix not in FAULT_MIXES:
+                raise ValueError(f"mix must be a list of actions or one of {sorted(FAULT_MIXES)}: {dict(raw)}")
+            rule.mix = copy.deepcopy(FAULT_MIXES[rule.mix])
+        if rule.mix is not None:
+            if not isinstance(rule.mix, list) or not rule.mix:
+                raise ValueError(f"mix must be a non-empty list of actions: {dict(raw)}")
+            for actions in rule.mix:
+                if not isinstance(actions, Mapping) or set(actions) - set(_ACTIONS):
+                    raise ValueError(f"each mix entry is an object of {_ACTIONS}: {actions!r}")
+                cls.parse({**actions}, rule_id)  # validates the entry as a rule of its own
+        elif rule.status is None and not rule.delay and rule.corrupt is None and rule.disconnect is None:
+            raise ValueError(f"a rule needs status, delay, corrupt, disconnect, mix or fail_forever: {dict(raw)}")
+        rule._random = random.Random(rule.seed)
         return rule
+
+    def _check_actions(self, raw: Mapping[str, Any]) -> None:
+        if self.disconnect is not None and self.disconnect not in DISCONNECTS:
+            raise ValueError(f"disconnect must be one of {DISCONNECTS}: {dict(raw)}")
+        if self.status == 200 and self.body is None:
+            raise ValueError(f"status 200 needs a body: {dict(raw)}")
+
+    def draw(self) -> Rule | None:
+        """This firing's actions (one entry of the mix), or None when ``chance`` spares the request."""
+        assert self._random is not None
+        if self.chance < 1 and self._random.random() >= self.chance:
+            return None
+        if self.mix is None:
+            return copy.copy(self)
+        actions = self.mix[self._random.randrange(len(self.mix))]
+        defaults = {name: f.default for f in dataclasses.fields(self) if (name := f.name) in _ACTIONS}
+        return dataclasses.replace(self, **{**defaults, **actions}, mix=None)
 
     def matches(self, path: str, params: Params) -> bool:
         if self.path is not None:
@@ -669,7 +735,7 @@ class Rule:
         return self.symbol is None or self.symbol in (params.get("symbol"), params.get("pair"))
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "_random"}
 
 
 def _int(value: Any) -> bool:
@@ -701,6 +767,7 @@ class Reply:
     body: bytes
     content_type: str = "application/json;charset=UTF-8"
     headers: dict[str, str] = field(default_factory=dict)
+    disconnect: str | None = None  # "reset" or "truncate": how the connection breaks instead
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
@@ -884,7 +951,7 @@ class FakeExchange:
 
         ``requests``: {path: count} of all API requests (including failed ones); ``klines``:
         {path: {symbol id: {"requests", "candles", "intervals": {interval: candles}}}} of answered
-        klines requests; ``injected``: {"status" / "delay" / "corrupt": count}; ``rules``: the
+        klines requests; ``injected``: {"status" / "delay" / "corrupt" / "disconnect": count}; ``rules``: the
         active rules with their ``matched`` / ``fired`` counts.
         """
         with self._lock:
@@ -906,12 +973,15 @@ class FakeExchange:
                 rule.matched += 1
                 if rule.matched % rule.every:
                     continue
+                acting = rule.draw()
+                if acting is None:
+                    continue
                 rule.fired += 1
-                fired.append(copy.copy(rule))
+                fired.append(acting)
                 if rule.times is not None and rule.fired >= rule.times:
                     self._rules.remove(rule)
-                for action in ("status", "delay", "corrupt"):
-                    if getattr(rule, action):
+                for action in ("status", "delay", "corrupt", "disconnect"):
+                    if getattr(acting, action):
                         self._injected[action] += 1
         return fired
 
@@ -936,9 +1006,10 @@ class FakeExchange:
         rules = self._fire_rules(path, query)
         if delay := sum(r.delay for r in rules):
             self.stopping.wait(delay)
+        cut = next((r.disconnect for r in rules if r.disconnect), None)
         failing = next((r for r in rules if r.status), None)
         if failing is not None:
-            return self._injected_error(failing)
+            return dataclasses.replace(self._injected_error(failing), disconnect=cut)
         route = self._routes.get((method, path))
         if route is None:
             return Reply.error(404, -5000, f"Path {path}, Method {method} is invalid")
@@ -946,9 +1017,10 @@ class FakeExchange:
         try:
             if path in _SIGNED_PATHS:
                 self._check_signed(request)
-            return Reply.json(route(request))
+            reply = Reply.json(route(request))
         except ApiError as e:
-            return Reply.error(e.status, e.code, e.msg)
+            reply = Reply.error(e.status, e.code, e.msg)
+        return dataclasses.replace(reply, disconnect=cut)
 
     def handle_control(self, method: str, path: str, body: bytes) -> Reply:
         try:
@@ -968,6 +1040,9 @@ class FakeExchange:
         headers = {}
         if status in (418, 429):
             headers["Retry-After"] = str(rule.retry_after)
+        if status == 200:  # a 200 rule always carries its body (checked when it was added)
+            return Reply(status, rule.body.encode() if isinstance(rule.body, str) else json.dumps(rule.body).encode(),
+                         "text/html" if isinstance(rule.body, str) else "application/json;charset=UTF-8", headers)
         if rule.body is not None:
             if isinstance(rule.body, str):
                 return Reply(status, rule.body.encode(), "text/html", headers)
@@ -1599,12 +1674,22 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a bug here must not look like a dropped connection to the client
             log.exception("error answering %s %s", method, self.path)
             reply = Reply.error(500, -1000, "Internal error in the fake Binance server.")
+        if reply.disconnect == "reset":
+            # SO_LINGER 0: close() sends a TCP reset instead of an orderly end, as a dropped proxy does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if reply.disconnect == "truncate":
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(reply.body)
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import yaml
@@ -26,6 +26,15 @@ INSTANCE_OVERRIDES = {"concurrency": {"pools": {"default_limit": 1, "granularity
 def write_universe(path: Path, entries: list[dict[str, Any]]) -> list[UniverseEntry]:
     path.write_text(yaml.safe_dump({"markets": entries}))
     return load_universe(path).markets
+
+
+class NoWaitExchange(ExchangeResource):
+    """The exchange resource, except that retries wait no real time: the waits asked are recorded."""
+
+    waits: ClassVar[list[float]] = []  # shared by copies Dagster makes of the resource; a test clears it
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 class MarketDataLocation:

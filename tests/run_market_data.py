@@ -3,9 +3,11 @@
     python -m tests.run_market_data UNIVERSE ARCTIC_URI ENTRY FIRST_DAY LAST_DAY
 
 With ``KILL_AFTER_WRITES=N`` in the environment the process SIGKILLs itself right after its N-th
-candle write, so a crash lands at a known point in the middle of the run.
+candle write, so a crash lands at a known point in the middle of the run. ``EXCHANGE_SETTINGS``
+(JSON) configures the exchange resource (page and chunk sizes).
 """
 
+import json
 import os
 import signal
 import sys
@@ -13,6 +15,7 @@ import sys
 import dagster as dg
 
 from resources.arctic import ArcticStore
+from resources.exchange import ExchangeResource
 from tests.market_data_support import MarketDataLocation
 from tradai_core.universe import load_universe
 
@@ -37,7 +40,8 @@ def main(universe: str, uri: str, entry: str, first: str, last: str) -> int:
     if os.environ.get("KILL_AFTER_WRITES"):
         kill_after_writes(int(os.environ["KILL_AFTER_WRITES"]))
 
-    location = MarketDataLocation(load_universe(Path(universe)).markets, ArcticStore(uri=uri))
+    exchange = ExchangeResource(**json.loads(os.environ.get("EXCHANGE_SETTINGS", '{"max_retries": 0}')))
+    location = MarketDataLocation(load_universe(Path(universe)).markets, ArcticStore(uri=uri), exchange)
     with dg.DagsterInstance.get() as instance:
         result = location.ohlcv(entry, instance, first, last)
     print(result.run_id)

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from resources.arctic import ArcticStore
-from resources.exchange import ExchangeResource
 from tests.market_data_support import (
     MarketDataLocation,
+    NoWaitExchange,
     check_results,
     failure_message,
     materialization_metadata,
@@ -26,8 +26,9 @@ def spot_entry(**extra):
 
 
 def make_location(tmp_path, fake, entries, name="arctic", **exchange_settings):
-    settings = {"max_retries": 4, "backoff_seconds": 0.01, **exchange_settings}
-    exchange = ExchangeResource(ccxt_config={"binance": {"urls": fake.ccxt_config()["urls"], "timeout": 3000}}, **settings)
+    settings = {"max_retries": 4, **exchange_settings}
+    NoWaitExchange.waits.clear()
+    exchange = NoWaitExchange(ccxt_config={"binance": {"urls": fake.ccxt_config()["urls"], "timeout": 3000}}, **settings)
     universe = write_universe(tmp_path / f"{name}.yaml", entries)
     return MarketDataLocation(universe, ArcticStore(uri=f"lmdb://{tmp_path / name}"), exchange)
 
@@ -109,19 +110,23 @@ def test_transient_faults_end_with_the_same_candles(tmp_path, fake, instance, re
     assert_same_as_reference(location, reference)
 
 
-def test_exchange_failing_for_good_fails_the_run_and_leaves_the_store_untouched(tmp_path, fake, instance):
+def test_a_pair_failing_for_good_fails_the_run_naming_it_and_the_others_are_stored(tmp_path, fake, instance, reference):
     location = make_location(tmp_path, fake, [spot_entry()], max_retries=2)
-    location.ohlcv("binance_spot", instance, "2024-03-01", "2024-03-02")
-    before = {p: candles(location, p) for p in PAIRS}
-    versions = {p: location.arctic.candle_version("binance", "spot", candle_symbol(p, "5m", "spot")) for p in PAIRS}
+    location.ohlcv("binance_spot", instance, "2024-03-01", "2024-03-01")
+    ltc_before = {tf: candles(location, "LTC/BTC", tf) for tf in ["5m", "1h"]}
+    ltc_versions = {tf: location.arctic.candle_version("binance", "spot", candle_symbol("LTC/BTC", tf, "spot")) for tf in ["5m", "1h"]}
 
     fake.add_rule(path="/api/v3/klines", symbol="LTCBTC", fail_forever=True)
     result = location.ohlcv("binance_spot", instance, "2024-03-01", "2024-03-03")
     assert not result.success
-    assert "ExchangeNotAvailable" in failure_message(result)
-    for pair in PAIRS:  # ETH/BTC was fetched fine, but nothing is written unless everything was
-        pd.testing.assert_frame_equal(candles(location, pair), before[pair])
-        assert location.arctic.candle_version("binance", "spot", candle_symbol(pair, "5m", "spot")) == versions[pair]
+    message = failure_message(result)
+    assert "LTC/BTC 5m spot candles" in message and "HTTP 503" in message and "still failing after 2 retries" in message
+    assert "ETH/BTC" not in message.split("the other series were stored")[1]
+    for tf in ["5m", "1h"]:  # ETH/BTC went on to the end; LTC/BTC kept what it had
+        pd.testing.assert_frame_equal(candles(location, "ETH/BTC", tf), reference[("ETH/BTC", tf)])
+        pd.testing.assert_frame_equal(candles(location, "LTC/BTC", tf), ltc_before[tf])
+        assert location.arctic.candle_version("binance", "spot", candle_symbol("LTC/BTC", tf, "spot")) == ltc_versions[tf]
+    assert NoWaitExchange.waits.count(1.0) == 2 and NoWaitExchange.waits.count(2.0) == 2  # doubling backoff, per series
 
 
 @pytest.mark.parametrize("corrupt", ["duplicate", "shuffle", "nan", "zero"])
@@ -155,13 +160,23 @@ def test_bad_answers_are_cleaned_and_bad_candles_never_stored(tmp_path, fake, in
         (spot_entry(timeframes=["7m"]), "7m"),
     ],
 )
-def test_unknown_exchange_pair_or_timeframe_fails_naming_it(tmp_path, fake, instance, entry, named):
-    location = make_location(tmp_path, fake, [entry])
+def test_unknown_exchange_pair_or_timeframe_fails_naming_it_and_the_store_is_unchanged(tmp_path, fake, instance, entry, named):
+    good = make_location(tmp_path, fake, [spot_entry()], name="store")
+    assert good.ohlcv("binance_spot", instance, "2024-03-01", "2024-03-01").success
+    symbols = good.arctic.candle_symbols("binance", "spot")
+    before = {s: good.arctic.read_candles("binance", "spot", s) for s in symbols}
+    versions = {s: good.arctic.candle_version("binance", "spot", s) for s in symbols}
+
+    location = make_location(tmp_path, fake, [entry], name="store")  # the same store, a bad universe
     name = f"{entry['exchange']}_spot"
-    result = location.ohlcv(name, instance, "2024-03-01", "2024-03-01")
+    result = location.ohlcv(name, instance, "2024-03-01", "2024-03-02")
     assert not result.success
     assert named in failure_message(result)
-    assert location.arctic.candle_symbols(entry["exchange"], "spot") == []
+    assert location.arctic.candle_symbols("binance", "spot") == symbols
+    for symbol in symbols:
+        pd.testing.assert_frame_equal(location.arctic.read_candles("binance", "spot", symbol), before[symbol])
+        assert location.arctic.candle_version("binance", "spot", symbol) == versions[symbol]
+    assert location.arctic.candle_symbols(entry["exchange"], "spot") == (symbols if entry["exchange"] == "binance" else [])
 
 
 def test_markets_snapshot_from_the_exchange_is_hashed_and_versioned(tmp_path, fake, instance):

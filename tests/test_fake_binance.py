@@ -340,10 +340,25 @@ def test_rules_every_times_symbol_and_fail_forever(fake_binance_clean):
 
 def test_control_rejects_malformed_rules(fake_binance_clean):
     for bad in ({"path": "/api/v3/ping"}, {"status": 200}, {"status": 503, "tims": 1},
-                {"corrupt": "melt"}, {"fail_forever": True, "times": 2}):
+                {"corrupt": "melt"}, {"fail_forever": True, "times": 2}, {"status": 200},
+                {"disconnect": "hang"}, {"mix": "kraken"}, {"mix": []}, {"mix": [{"status": 99}]},
+                {"mix": [{"path": "/x", "status": 500}]}, {"mix": "binance", "chance": 1.5}):
         with pytest.raises(FakeBinanceError):
             fake_binance_clean.control(rules=[bad])
     assert fake_binance_clean.stats()["rules"] == []
+
+
+def test_seeded_fault_mix_repeats_itself(fake_binance_clean):
+    def statuses():
+        fake_binance_clean.reset()
+        fake_binance_clean.add_rule(path="/api/v3/ping", chance=0.5, seed=3,
+                                    mix=[{"status": 500}, {"status": 429}, {"status": 503}])
+        return [raw(fake_binance_clean, "/api/v3/ping")[0] for _ in range(40)]
+
+    first = statuses()
+    assert first == statuses()  # same seed, same requests: same faults
+    assert set(first) == {200, 429, 500, 503} and 8 < first.count(200) < 32
+    assert fake_binance_clean.stats()["rules"][0]["fired"] == 40 - first.count(200)
 
 
 def test_klines_corruptions(fake_binance_clean):

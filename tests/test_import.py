@@ -135,3 +135,31 @@ def test_markets_snapshot_from_file_is_versioned_by_content(location, arctic, in
     assert arctic.latest_markets_snapshot("binance", "spot").content_hash == meta["content_hash"]
     with pytest.raises(KeyError, match="no markets snapshot"):
         arctic.markets_snapshot("binance", "spot", "0" * 64)
+
+
+@pytest.mark.parametrize("suffix", ["feather", "json"])
+def test_truncated_import_file_fails_naming_it_and_the_store_is_unchanged(tmp_path, arctic, instance, suffix):
+    datadir = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, datadir, ignore=shutil.ignore_patterns("futures"))
+    location = MarketDataLocation(write_universe(tmp_path / "u.yaml", [spot_entry(tmp_path, datadir)]), arctic)
+    assert location.ohlcv("binance_spot", instance, "2018-01-10", "2018-01-30").success
+    before = {p: stored(arctic, p) for p in SPOT_PAIRS}
+    versions = {p: arctic.candle_version("binance", "spot", candle_symbol(p, "5m", "spot")) for p in SPOT_PAIRS}
+
+    good = pd.read_feather(datadir / "LTC_BTC-5m.feather")
+    (datadir / "LTC_BTC-5m.feather").unlink()
+    path = datadir / f"LTC_BTC-5m.{suffix}"
+    if suffix == "json":  # Freqtrade's json layout: rows of [ms, open, high, low, close, volume]
+        good.assign(date=good["date"].astype("int64") // 1_000_000).to_json(path, orient="values")
+    else:
+        good.to_feather(path)
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) * 2 // 3])  # a copy or download cut short
+
+    result = location.ohlcv("binance_spot", instance, "2018-01-10", "2018-01-30")
+    assert not result.success
+    message = failure_message(result)
+    assert str(path) in message and "LTC/BTC" in message
+    for pair in SPOT_PAIRS:
+        pd.testing.assert_frame_equal(stored(arctic, pair), before[pair])
+        assert arctic.candle_version("binance", "spot", candle_symbol(pair, "5m", "spot")) == versions[pair]

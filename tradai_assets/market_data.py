@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,14 +27,15 @@ from dagster._core.storage.tags import (
 
 from resources import aws_contract
 from resources.arctic import ArcticStore
-from resources.exchange import ExchangeResource
+from resources.exchange import ExchangeRequestFailed, ExchangeResource
 from resources.freqtrade_data import DataFileError, find_candle_file, read_candle_file
+from tradai_core.candle_chunks import CandleChunk, fill_span, rest_source
 from tradai_core.candles import (
+    CleanReport,
     candle_symbol,
     clean_candles,
     empty_candles,
     find_gaps,
-    frame_from_rows,
     merge_candles,
     parse_candle_symbol,
     timeframe_delta,
@@ -162,6 +164,11 @@ class SeriesResult:
     version: int | None = None
     written: int = 0
     error: str | None = None
+    chunks: int = 0
+    retries: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
 
 
 def partition_window(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -180,45 +187,88 @@ class ProgressLog:
     def __call__(self, rows: int, last_ms: int) -> None:
         if time.monotonic() >= self.next_report:
             self.next_report = time.monotonic() + self.interval
-            self.context.log.info(f"{self.label}: {rows} rows so far, up to {pd.Timestamp(last_ms, unit='ms', tz='UTC')}")
+            self.context.log.info(f"{self.label}: {rows} candles stored so far, up to {pd.Timestamp(last_ms, unit='ms', tz='UTC')}")
 
 
-def _fetch_from_exchange(
+def _sync_from_exchange(
     context: dg.AssetExecutionContext,
     entry: UniverseEntry,
+    arctic: ArcticStore,
     exchange: ExchangeResource,
     results: list[SeriesResult],
     start: pd.Timestamp,
     end: pd.Timestamp,
     refetch: bool,
-) -> None:
-    client = exchange.client(entry.exchange, entry.market_type, entry.ccxt_config)
+) -> dict[str, Any]:
+    """Fetch each series pair by pair and commit it chunk by chunk, so that a failure, a kill or a
+    lost task keeps every whole chunk already stored and a re-run resumes after the last one.
+
+    A series that fails for good records its error and the others go on. Returns run metadata."""
+    client = exchange.client(entry.exchange, entry.market_type, entry.ccxt_config, on_retry=context.log.warning)
     try:
         client.check_pairs(sorted({r.pair for r in results}))
         for tf in sorted({r.timeframe for r in results if r.candle_type != "funding_rate"}):
             client.check_timeframe(tf)
-        now = pd.Timestamp(client.server_time_ms(), unit="ms", tz="UTC")
-        for r in results:
+        now_ms, clock = client.server_time_ms()
+        now = pd.Timestamp(now_ms, unit="ms", tz="UTC")
+        sources = [rest_source(client, timeframe_delta, exchange.pages_per_chunk * exchange.candles_per_request)]
+        for r in sorted(results, key=lambda r: r.pair):  # pair by pair: a failing pair stops only itself
             step = timeframe_delta(r.timeframe)
             # A candle is final once its close time has passed on the exchange's clock.
             until = min(end, now.floor(step) if r.candle_type != "funding_rate" else now)
             since = start
-            if not refetch and not r.frame.empty:
-                since = r.frame.index[-1] + (step if r.candle_type != "funding_rate" else pd.Timedelta(1, "ms"))
+            if not refetch and not r.stored.empty:
+                since = r.stored.index[-1] + (step if r.candle_type != "funding_rate" else pd.Timedelta(1, "ms"))
             if since >= until:
                 continue
             label = f"{r.pair} {r.timeframe} {r.candle_type}"
-            rows = client.fetch_candles(
-                r.pair, r.timeframe, r.candle_type, int(since.timestamp() * 1000), int(until.timestamp() * 1000),
-                on_page=ProgressLog(context, label),
-            )
-            r.received = len(rows)
-            clean, report = clean_candles(frame_from_rows(rows, r.candle_type), r.timeframe, r.candle_type)
-            r.clean_report = report.as_metadata()
-            r.frame = merge_candles(r.frame, clean)
-            context.log.info(f"{label}: {len(rows)} rows from {since} to {until}, {len(clean)} clean")
+            retries_before = client.retries.total()
+            try:
+                _commit_chunks(context, entry, arctic, r, fill_span(sources, r.pair, r.timeframe, r.candle_type, since, until))
+            except ExchangeRequestFailed as exc:
+                r.error = str(exc)
+                context.log.error(f"{label}: {exc}; {r.chunks} chunk(s) of it were stored")
+            finally:
+                r.retries = client.retries.total() - retries_before
+            context.log.info(f"{label}: {r.received} rows from {since} to {until}, {r.chunks} chunk(s) committed")
+        return {"clock": clock, "retries": client.retries.total(), "retries_by_cause": dg.MetadataValue.json(dict(client.retries))}
     finally:
         client.close()
+
+
+def _commit_chunks(
+    context: dg.AssetExecutionContext,
+    entry: UniverseEntry,
+    arctic: ArcticStore,
+    r: SeriesResult,
+    chunks: Iterator[CandleChunk],
+) -> None:
+    """Clean each chunk and make its span in the store exactly the union of what was stored there and
+    the chunk: one ArcticDB version per chunk, so readers see whole chunks or none."""
+    symbol = candle_symbol(r.pair, r.timeframe, r.candle_type)
+    meta = {"exchange": entry.exchange, "pair": r.pair, "timeframe": r.timeframe, "candle_type": r.candle_type}
+    progress = ProgressLog(context, f"{r.pair} {r.timeframe} {r.candle_type}")
+    report = CleanReport()
+    try:
+        for chunk in chunks:
+            clean, chunk_report = clean_candles(chunk.candles, r.timeframe, r.candle_type)
+            report.duplicates += chunk_report.duplicates
+            report.reordered |= chunk_report.reordered
+            report.invalid += chunk_report.invalid
+            r.received += len(chunk.candles)
+            r.by_source[chunk.source] = r.by_source.get(chunk.source, 0) + len(chunk.candles)
+            stored = r.stored[(r.stored.index >= chunk.start) & (r.stored.index < chunk.end)]
+            merged = merge_candles(stored, clean)
+            if merged.empty or merged.equals(stored):
+                continue  # nothing new: no new ArcticDB version
+            r.version = arctic.replace_window(entry.exchange, entry.market_type, symbol, merged, chunk.start, chunk.end, meta)
+            r.chunks += 1
+            r.written += int((~merged.index.isin(stored.index)).sum())
+            r.first = merged.index[0] if r.first is None else min(r.first, merged.index[0])
+            r.last = merged.index[-1] if r.last is None else max(r.last, merged.index[-1])
+            progress(r.written, int(merged.index[-1].value // 1_000_000))
+    finally:
+        r.clean_report = report.as_metadata()
 
 
 def _read_from_directory(
@@ -247,6 +297,21 @@ def _read_from_directory(
         context.log.info(f"{path.name}: {len(raw)} rows in window, {len(clean)} clean")
 
 
+def _write_imported(
+    entry: UniverseEntry, arctic: ArcticStore, results: list[SeriesResult], start: pd.Timestamp, stop: pd.Timestamp
+) -> None:
+    """One version per imported series: the union of what was stored in the window and the file."""
+    for r in results:
+        if r.frame.equals(r.stored):
+            continue  # nothing new: no new ArcticDB version
+        r.written = int((~r.frame.index.isin(r.stored.index)).sum())
+        symbol = candle_symbol(r.pair, r.timeframe, r.candle_type)
+        meta = {"exchange": entry.exchange, "pair": r.pair, "timeframe": r.timeframe, "candle_type": r.candle_type}
+        r.version = arctic.replace_window(entry.exchange, entry.market_type, symbol, r.frame, start, stop, meta)
+        if not r.frame.empty:
+            r.first, r.last = r.frame.index[0], r.frame.index[-1]
+
+
 def _series_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
     records = []
     for r in results:
@@ -260,8 +325,11 @@ def _series_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
                     "new_candles": r.written,
                     "invalid_dropped": int(r.clean_report.get("invalid_dropped", 0)),
                     "duplicates_dropped": int(r.clean_report.get("duplicates_dropped", 0)),
-                    "first": "" if r.frame.empty else r.frame.index[0].isoformat(),
-                    "last": "" if r.frame.empty else r.frame.index[-1].isoformat(),
+                    "from_rest": r.by_source.get("rest", 0),
+                    "chunks": r.chunks,
+                    "retries": r.retries,
+                    "first_written": "" if r.first is None else r.first.isoformat(),
+                    "last_written": "" if r.last is None else r.last.isoformat(),
                     "version": -1 if r.version is None else r.version,
                     "error": r.error or "",
                 }
@@ -276,8 +344,11 @@ def _series_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
             dg.TableColumn("new_candles", "int"),
             dg.TableColumn("invalid_dropped", "int"),
             dg.TableColumn("duplicates_dropped", "int"),
-            dg.TableColumn("first", "string"),
-            dg.TableColumn("last", "string"),
+            dg.TableColumn("from_rest", "int", description="rows received from the exchange's REST API"),
+            dg.TableColumn("chunks", "int", description="chunks committed, each one ArcticDB version"),
+            dg.TableColumn("retries", "int", description="requests repeated after a transient failure"),
+            dg.TableColumn("first_written", "string"),
+            dg.TableColumn("last_written", "string"),
             dg.TableColumn("version", "int", description="ArcticDB version after this run (-1: none)"),
             dg.TableColumn("error", "string"),
         ]
@@ -329,20 +400,12 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
                 if import_dir is None:
                     raise dg.Failure("source 'import' needs import_dir in the run config or the universe")
                 _read_from_directory(context, Path(import_dir), results, start, stop)
+                _write_imported(entry, arctic, results, start, stop)
+                extra = {}
             else:
-                # Everything is fetched before anything is written: an exchange that fails for good
-                # leaves the store exactly as it was.
-                _fetch_from_exchange(context, entry, exchange, results, start, stop, config.refetch)
+                extra = _sync_from_exchange(context, entry, arctic, exchange, results, start, stop, config.refetch)
 
-            for r in results:
-                if r.frame.equals(r.stored):
-                    continue  # nothing new: no new ArcticDB version
-                r.written = int((~r.frame.index.isin(r.stored.index)).sum())
-                symbol = candle_symbol(r.pair, r.timeframe, r.candle_type)
-                meta = {"exchange": entry.exchange, "pair": r.pair, "timeframe": r.timeframe, "candle_type": r.candle_type}
-                r.version = arctic.replace_window(entry.exchange, entry.market_type, symbol, r.frame, start, stop, meta)
-
-        failed = [r.error for r in results if r.error]
+        failed = [r for r in results if r.error]
         metadata = {
             "window_start": start.isoformat(),
             "window_end": stop.isoformat(),
@@ -354,9 +417,15 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
             ),
             "source": f"import {import_dir}" if use_import else f"{entry.exchange} via ccxt",
         }
+        if not use_import:
+            sources = sorted({"rest", *(s for r in results for s in r.by_source)})
+            metadata |= {f"candles_from_{s}": sum(r.by_source.get(s, 0) for r in results) for s in sources}
+            metadata |= {"chunks_committed": sum(r.chunks for r in results), **extra}
         if failed:
+            what = "file(s) could not be imported" if use_import else "series failed for good"
             raise dg.Failure(
-                f"{len(failed)} file(s) could not be imported; the other series were stored:\n" + "\n".join(failed),
+                f"{len(failed)} {what} ({', '.join(sorted({r.pair for r in failed}))}); "
+                "the other series were stored:\n" + "\n".join(r.error for r in failed),
                 metadata=metadata,
             )
         return dg.MaterializeResult(metadata=metadata)
