@@ -21,11 +21,13 @@ import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import httpx
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
 
@@ -201,6 +203,8 @@ class BinanceArchive:
         workers: int = 8,
         on_retry: Callable[[str], None] | None = None,
     ):
+        import httpx  # imported on first use: loading the code location stays fast
+
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
@@ -223,6 +227,8 @@ class BinanceArchive:
 
     def _get(self, path: str) -> httpx.Response | None:
         """The answer to a GET, or None for 404; raises ArchiveError once retries are spent."""
+        import httpx
+
         url = self.url(path)
         for attempt in range(self.max_retries + 1):
             try:

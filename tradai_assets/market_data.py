@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from resources import aws_contract
 from resources.arctic import ArcticStore, candle_symbol, parse_candle_symbol
+from resources.binance_archive import BinanceArchive, Span, archive_market
 from resources.exchange import ExchangeResource
 from resources.freqtrade_data import DataFileError, find_candle_file, read_candle_file
 from tradai_assets.candles import clean_candles, empty_candles, find_gaps, frame_from_rows, merge_candles, timeframe_delta
@@ -148,6 +150,10 @@ class SeriesResult:
     version: int | None = None
     written: int = 0
     error: str | None = None
+    archive_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Archive files the stored candles came from (path -> checksum, ETag, Last-Modified)."""
+    sources: list[tuple[Span, int]] = field(default_factory=list)
+    """Each fetched span, where its candles came from, and how many."""
 
 
 def partition_window(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -179,6 +185,12 @@ def _fetch_from_exchange(
     refetch: bool,
 ) -> None:
     client = exchange.client(entry.exchange, entry.market_type, entry.ccxt_config)
+    archive = None
+    if entry.archive_url is not None:
+        archive = BinanceArchive(
+            entry.archive_url, exchange.max_retries, exchange.backoff_seconds, exchange.max_backoff_seconds,
+            on_retry=context.log.warning,
+        )
     try:
         client.check_pairs(sorted({r.pair for r in results}))
         for tf in sorted({r.timeframe for r in results if r.candle_type != "funding_rate"}):
@@ -194,10 +206,7 @@ def _fetch_from_exchange(
             if since >= until:
                 continue
             label = f"{r.pair} {r.timeframe} {r.candle_type}"
-            rows = client.fetch_candles(
-                r.pair, r.timeframe, r.candle_type, int(since.timestamp() * 1000), int(until.timestamp() * 1000),
-                on_page=ProgressLog(context, label),
-            )
+            rows = _fetch_series(context, entry, client, archive, r, since, until, now, label)
             r.received = len(rows)
             clean, report = clean_candles(frame_from_rows(rows, r.candle_type), r.timeframe, r.candle_type)
             r.clean_report = report.as_metadata()
@@ -205,6 +214,45 @@ def _fetch_from_exchange(
             context.log.info(f"{label}: {len(rows)} rows from {since} to {until}, {len(clean)} clean")
     finally:
         client.close()
+        if archive is not None:
+            archive.close()
+
+
+def _fetch_series(
+    context: dg.AssetExecutionContext,
+    entry: UniverseEntry,
+    client,
+    archive: BinanceArchive | None,
+    r: SeriesResult,
+    since: pd.Timestamp,
+    until: pd.Timestamp,
+    now: pd.Timestamp,
+    label: str,
+) -> np.ndarray:
+    """Rows of [since, until): what the exchange's archive has published from there, the rest (and
+    files missing or re-uploaded there) from REST. Records each span's source in ``r.sources``."""
+    spans, parts, rest = [Span(since, until, "rest", "")], [], [(since, until)]
+    if archive is not None:
+        market = client.load_markets()[r.pair]
+        got = archive.candles(
+            market["id"], archive_market(entry.market_type, bool(market.get("inverse"))), r.timeframe,
+            r.candle_type, since, until, now, r.archive_files,
+        )
+        # A re-uploaded file keeps its first record: its span stays with REST on later runs too.
+        r.archive_files = {**r.archive_files, **got.files}
+        spans, parts, rest = got.spans, [got.rows], got.rest_spans
+        context.log.info(f"{label}: {len(got.rows)} rows from {len(got.files)} archive files")
+    for lo, hi in rest:
+        parts.append(client.fetch_candles(
+            r.pair, r.timeframe, r.candle_type, int(lo.timestamp() * 1000), int(hi.timestamp() * 1000),
+            on_page=ProgressLog(context, label),
+        ))
+    rows = np.concatenate(parts)
+    opens = rows[:, 0]
+    for span in spans:
+        inside = (opens >= span.start.timestamp() * 1000) & (opens < span.end.timestamp() * 1000)
+        r.sources.append((span, int(inside.sum())))
+    return rows
 
 
 def _read_from_directory(
@@ -271,6 +319,38 @@ def _series_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records, schema=schema)
 
 
+def _sources_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
+    """Where each fetched span came from: runs of archive files as one row, each REST span with its reason."""
+    records = []
+    for r in results:
+        runs: list[list] = []  # [span of the run, files, candles]
+        for span, count in r.sources:
+            last = runs[-1] if runs else None
+            if last and last[0].source == span.source and (span.source == "archive" or last[0].reason == span.reason):
+                last[0] = Span(last[0].start, span.end, span.source, last[0].reason)
+                last[1].append(span.reason)
+                last[2] += count
+            else:
+                runs.append([span, [span.reason], count])
+        for span, reasons, count in runs:
+            detail = reasons[0] if len(reasons) == 1 else f"{len(reasons)} files: {reasons[0]} .. {reasons[-1]}"
+            records.append(dg.TableRecord({
+                "pair": r.pair, "timeframe": r.timeframe, "type": r.candle_type, "from": span.start.isoformat(),
+                "to": span.end.isoformat(), "source": span.source, "candles": count, "detail": detail,
+            }))
+    schema = dg.TableSchema(columns=[
+        dg.TableColumn("pair", "string"),
+        dg.TableColumn("timeframe", "string"),
+        dg.TableColumn("type", "string"),
+        dg.TableColumn("from", "string"),
+        dg.TableColumn("to", "string", description="exclusive"),
+        dg.TableColumn("source", "string", description="archive (the exchange's public data files) or rest"),
+        dg.TableColumn("candles", "int", description="rows received for the span"),
+        dg.TableColumn("detail", "string", description="the archive files, or why the span came from REST"),
+    ])
+    return dg.MetadataValue.table(records, schema=schema)
+
+
 def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
     end = None if entry.end is None else entry.end.isoformat()
     partitions = dg.DailyPartitionsDefinition(start_date=entry.start.isoformat(), end_date=end, timezone="UTC")
@@ -305,9 +385,11 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
         with arctic.candle_writer(entry.exchange, entry.market_type, on_wait=context.log.info):
             results = []
             for pair, tf, ct in entry.series(pairs):
-                stored = arctic.read_candles(entry.exchange, entry.market_type, candle_symbol(pair, tf, ct), start, stop)
+                symbol = candle_symbol(pair, tf, ct)
+                stored = arctic.read_candles(entry.exchange, entry.market_type, symbol, start, stop)
                 stored = empty_candles(ct) if stored is None else stored
-                results.append(SeriesResult(pair, tf, ct, frame=stored, stored=stored))
+                recorded = arctic.candle_metadata(entry.exchange, entry.market_type, symbol).get("archive_files", {})
+                results.append(SeriesResult(pair, tf, ct, frame=stored, stored=stored, archive_files=recorded))
 
             import_dir = config.import_dir or entry.import_dir
             use_import = config.source == "import" or (config.source == "auto" and import_dir is not None)
@@ -326,6 +408,8 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
                 r.written = int((~r.frame.index.isin(r.stored.index)).sum())
                 symbol = candle_symbol(r.pair, r.timeframe, r.candle_type)
                 meta = {"exchange": entry.exchange, "pair": r.pair, "timeframe": r.timeframe, "candle_type": r.candle_type}
+                if r.archive_files:
+                    meta["archive_files"] = r.archive_files
                 r.version = arctic.replace_window(entry.exchange, entry.market_type, symbol, r.frame, start, stop, meta)
 
         failed = [r.error for r in results if r.error]
@@ -340,6 +424,12 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
             ),
             "source": f"import {import_dir}" if use_import else f"{entry.exchange} via ccxt",
         }
+        if not use_import:
+            metadata |= {
+                "candles_from_archive": sum(n for r in results for span, n in r.sources if span.source == "archive"),
+                "candles_from_rest": sum(n for r in results for span, n in r.sources if span.source == "rest"),
+                "sources": _sources_table(results),
+            }
         if failed:
             raise dg.Failure(
                 f"{len(failed)} file(s) could not be imported; the other series were stored:\n" + "\n".join(failed),
