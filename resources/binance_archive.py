@@ -18,6 +18,7 @@ import hashlib
 import io
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -281,7 +282,7 @@ class BinanceArchive:
                 if len(members) != 1:
                     raise ArchiveError(f"{url}: expected one CSV file in the zip, found {archive.namelist()}")
                 data = archive.read(members[0])
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
             raise ArchiveError(f"{url}: corrupt zip ({exc})") from exc
         rows = parse_csv(data, url, candle_type, inverse)
         lo, hi = file.start.value // 1_000_000, file.end.value // 1_000_000

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -134,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         root: Path = self.server.root  # type: ignore[attr-defined]
-        target = (root / self.path.split("?")[0].lstrip("/")).resolve()
+        target = (root / unquote(urlsplit(self.path).path).lstrip("/")).resolve()
         if root not in target.parents or not target.is_file():
             body = b"<Error><Code>NoSuchKey</Code></Error>"
             self.send_response(404)

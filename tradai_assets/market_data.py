@@ -333,7 +333,8 @@ def _sources_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
             else:
                 runs.append([span, [span.reason], count])
         for span, reasons, count in runs:
-            detail = reasons[0] if len(reasons) == 1 else f"{len(reasons)} files: {reasons[0]} .. {reasons[-1]}"
+            many = span.source == "archive" and len(reasons) > 1
+            detail = f"{len(reasons)} files: {reasons[0]} .. {reasons[-1]}" if many else reasons[0]
             records.append(dg.TableRecord({
                 "pair": r.pair, "timeframe": r.timeframe, "type": r.candle_type, "from": span.start.isoformat(),
                 "to": span.end.isoformat(), "source": span.source, "candles": count, "detail": detail,
