@@ -44,7 +44,8 @@ def ccxt_settings(fake: FakeBinance) -> dict:
 def run_sync(workdir: Path, fake: FakeBinance, uri: str, start: str, first: str, last: str) -> float:
     universe_file = workdir / f"universe-{time.monotonic_ns()}.yaml"
     universe_file.write_text(yaml.safe_dump({"markets": [
-        {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": ["1m"], "start": start}
+        {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": ["1m"], "start": start,
+         "archive_url": None}
     ]}))
     entries = load_universe(universe_file).markets
     built = build_market_data(entries, schedules_running=False)
@@ -160,7 +161,7 @@ def sample_backfill(workdir: Path, fake: FakeBinance, uri: str, settings: dict, 
     universe_file = workdir / f"universe-{time.monotonic_ns()}.yaml"
     universe_file.write_text(yaml.safe_dump({"markets": [
         {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": ["5m"], "start": "2018-01-01",
-         "ccxt_config": {"urls": fake.ccxt_config()["urls"], "timeout": 2000}}
+         "ccxt_config": {"urls": fake.ccxt_config()["urls"], "timeout": 2000}, "archive_url": None}
     ]}))
     entries = load_universe(universe_file).markets
     built = build_market_data(entries, schedules_running=False)

@@ -143,6 +143,13 @@ class ArcticStore(ConfigurableResource):
             return None
         return lib.read_metadata(symbol).version
 
+    def candle_metadata(self, exchange: str, market_type: str, symbol: str) -> dict[str, Any]:
+        """The metadata written with the symbol's current version ({} when never written)."""
+        lib = self.library(candle_library_name(exchange, market_type))
+        if not lib.has_symbol(symbol):
+            return {}
+        return lib.read_metadata(symbol).metadata or {}
+
     def last_candle_time(self, exchange: str, market_type: str, symbol: str) -> pd.Timestamp | None:
         lib = self.library(candle_library_name(exchange, market_type))
         if not lib.has_symbol(symbol):

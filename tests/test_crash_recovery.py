@@ -76,7 +76,7 @@ def test_backfill_killed_at_a_random_point_resumes_repeating_at_most_one_chunk_p
     universe_file = tmp_path / "u.yaml"
     universe = write_universe(universe_file, [{
         "exchange": "binance", "market_type": "spot", "pairs": pairs, "timeframes": ["5m"], "start": "2024-02-01",
-        "ccxt_config": {"urls": fake.ccxt_config()["urls"]},
+        "ccxt_config": {"urls": fake.ccxt_config()["urls"]}, "archive_url": None,
     }])
     reference = MarketDataLocation(universe, ArcticStore(uri=f"lmdb://{tmp_path / 'reference'}"), ExchangeResource(**settings))
     assert reference.ohlcv("binance_spot", instance, "2024-02-01", "2024-02-14").success

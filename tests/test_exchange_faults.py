@@ -29,7 +29,7 @@ FIRST, LAST = "2024-02-01", "2024-02-10"  # closed days on either clock
 def entry(fake, **extra):
     # The URLs live in the universe entry, as a user pointing the asset at another endpoint would put them.
     return {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": TIMEFRAMES, "start": FIRST,
-            "ccxt_config": {"urls": fake.ccxt_config()["urls"], "timeout": 1000}, **extra}
+            "ccxt_config": {"urls": fake.ccxt_config()["urls"], "timeout": 1000}, "archive_url": None, **extra}
 
 
 def make_location(tmp_path, fake, name, **settings):

@@ -22,7 +22,7 @@ PAIRS = ["ETH/BTC", "LTC/BTC"]
 
 def spot_entry(**extra):
     return {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": ["5m", "1h"],
-            "start": "2024-03-01", **extra}
+            "start": "2024-03-01", "archive_url": None, **extra}
 
 
 def make_location(tmp_path, fake, entries, name="arctic", **exchange_settings):
@@ -191,7 +191,7 @@ def test_markets_snapshot_from_the_exchange_is_hashed_and_versioned(tmp_path, fa
 
 def test_futures_sync_keeps_candles_mark_prices_funding_rates_and_leverage_tiers(tmp_path, fake, instance):
     entry = {"exchange": "binance", "market_type": "futures", "pairs": ["XRP/USDT:USDT"], "timeframes": ["5m"],
-             "start": "2024-03-01", "ccxt_config": {"apiKey": "key", "secret": "secret"}}
+             "start": "2024-03-01", "archive_url": None, "ccxt_config": {"apiKey": "key", "secret": "secret"}}
     location = make_location(tmp_path, fake, [entry])
     markets = location.markets("binance_futures", instance)
     assert markets.success, failure_message(markets)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
@@ -27,15 +28,17 @@ from dagster._core.storage.tags import (
 
 from resources import aws_contract
 from resources.arctic import ArcticStore
+from resources.binance_archive import ArchiveError, BinanceArchive, Span, archive_market
 from resources.exchange import ExchangeRequestFailed, ExchangeResource
 from resources.freqtrade_data import DataFileError, find_candle_file, read_candle_file
-from tradai_core.candle_chunks import CandleChunk, fill_span, rest_source
+from tradai_core.candle_chunks import CandleChunk, CandleSource, fill_span, rest_source
 from tradai_core.candles import (
     CleanReport,
     candle_symbol,
     clean_candles,
     empty_candles,
     find_gaps,
+    frame_from_rows,
     merge_candles,
     parse_candle_symbol,
     timeframe_delta,
@@ -169,6 +172,10 @@ class SeriesResult:
     by_source: dict[str, int] = field(default_factory=dict)
     first: pd.Timestamp | None = None
     last: pd.Timestamp | None = None
+    archive_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Archive files the stored candles came from (path -> checksum, ETag, Last-Modified)."""
+    sources: list[tuple[Span, int]] = field(default_factory=list)
+    """Each fetched span, where its candles came from (the file, or why REST), and how many."""
 
 
 def partition_window(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -205,6 +212,7 @@ def _sync_from_exchange(
 
     A series that fails for good records its error and the others go on. Returns run metadata."""
     client = exchange.client(entry.exchange, entry.market_type, entry.ccxt_config, on_retry=context.log.warning)
+    archive = None
     try:
         client.check_pairs(sorted({r.pair for r in results}))
         for tf in sorted({r.timeframe for r in results if r.candle_type != "funding_rate"}):
@@ -212,6 +220,12 @@ def _sync_from_exchange(
         now_ms, clock = client.server_time_ms()
         now = pd.Timestamp(now_ms, unit="ms", tz="UTC")
         sources = [rest_source(client, timeframe_delta, exchange.pages_per_chunk * exchange.candles_per_request)]
+        if entry.archive_url is not None:
+            archive = BinanceArchive(
+                entry.archive_url, exchange.max_retries, exchange.backoff_seconds, exchange.max_backoff_seconds,
+                on_retry=context.log.warning,
+            )
+            sources.insert(0, _archive_source(archive, client, entry, results, now))
         for r in sorted(results, key=lambda r: r.pair):  # pair by pair: a failing pair stops only itself
             step = timeframe_delta(r.timeframe)
             # A candle is final once its close time has passed on the exchange's clock.
@@ -225,7 +239,7 @@ def _sync_from_exchange(
             retries_before = client.retries.total()
             try:
                 _commit_chunks(context, entry, arctic, r, fill_span(sources, r.pair, r.timeframe, r.candle_type, since, until))
-            except ExchangeRequestFailed as exc:
+            except (ExchangeRequestFailed, ArchiveError) as exc:
                 r.error = str(exc)
                 context.log.error(f"{label}: {exc}; {r.chunks} chunk(s) of it were stored")
             finally:
@@ -234,6 +248,31 @@ def _sync_from_exchange(
         return {"clock": clock, "retries": client.retries.total(), "retries_by_cause": dg.MetadataValue.json(dict(client.retries))}
     finally:
         client.close()
+        if archive is not None:
+            archive.close()
+
+
+def _archive_source(
+    archive: BinanceArchive, client, entry: UniverseEntry, results: list[SeriesResult], now: pd.Timestamp
+) -> CandleSource:
+    """The exchange's public archive as the first source: one chunk per published file, in time order;
+    the spans it has not published, and files missing or re-uploaded there, are left to REST."""
+    by_series = {(r.pair, r.timeframe, r.candle_type): r for r in results}
+
+    def chunks(pair: str, timeframe: str, candle_type: str, start: pd.Timestamp, end: pd.Timestamp) -> Iterator[CandleChunk]:
+        r = by_series[(pair, timeframe, candle_type)]
+        market = client.load_markets()[pair]
+        parts = archive.parts(
+            market["id"], archive_market(entry.market_type, bool(market.get("inverse"))), timeframe, candle_type,
+            start, end, now, r.archive_files,
+        )
+        for span, rows, record in parts:
+            if rows is None:
+                r.sources.append((span, 0))  # REST fills it; its count is added when its chunks arrive
+                continue
+            yield CandleChunk(span.start, span.end, frame_from_rows(rows, candle_type), "archive", {span.reason: record})
+
+    return chunks
 
 
 def _commit_chunks(
@@ -257,10 +296,15 @@ def _commit_chunks(
             report.invalid += chunk_report.invalid
             r.received += len(chunk.candles)
             r.by_source[chunk.source] = r.by_source.get(chunk.source, 0) + len(chunk.candles)
+            _count_source(r, chunk)
             stored = r.stored[(r.stored.index >= chunk.start) & (r.stored.index < chunk.end)]
             merged = merge_candles(stored, clean)
             if merged.empty or merged.equals(stored):
                 continue  # nothing new: no new ArcticDB version
+            # A re-uploaded file keeps its first record: its span stays with REST on later runs too.
+            r.archive_files = {**dict(chunk.files), **r.archive_files}
+            if r.archive_files:
+                meta["archive_files"] = r.archive_files
             r.version = arctic.replace_window(entry.exchange, entry.market_type, symbol, merged, chunk.start, chunk.end, meta)
             r.chunks += 1
             r.written += int((~merged.index.isin(stored.index)).sum())
@@ -269,6 +313,28 @@ def _commit_chunks(
             progress(r.written, int(merged.index[-1].value // 1_000_000))
     finally:
         r.clean_report = report.as_metadata()
+
+
+def _count_source(r: SeriesResult, chunk: CandleChunk) -> None:
+    """Add a chunk's rows to ``r.sources``: an archive chunk is its own span; a REST chunk's rows go to
+    the spans the archive left to REST that they fall in (one REST chunk may fill several)."""
+    if chunk.source == "archive":
+        r.sources.append((Span(chunk.start, chunk.end, "archive", next(iter(chunk.files), "")), len(chunk.candles)))
+        return
+    times = chunk.candles.index
+    covered = np.zeros(len(times), dtype=bool)
+    overlapped = False
+    for index, (span, count) in enumerate(r.sources):
+        if span.source != "rest" or span.end <= chunk.start or chunk.end <= span.start:
+            continue
+        overlapped = True
+        inside = (times >= span.start) & (times < span.end)
+        covered |= inside
+        r.sources[index] = (span, count + int(inside.sum()))
+    if not overlapped:
+        r.sources.append((Span(chunk.start, chunk.end, chunk.source, "no archive for this exchange"), len(times)))
+    elif not covered.all():
+        r.sources.append((Span(chunk.start, chunk.end, chunk.source, "outside the archive's plan"), int((~covered).sum())))
 
 
 def _read_from_directory(
@@ -356,6 +422,39 @@ def _series_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records, schema=schema)
 
 
+def _sources_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
+    """Where each fetched span came from: runs of archive files as one row, each REST span with its reason."""
+    records = []
+    for r in results:
+        runs: list[list] = []  # [span of the run, files, candles]
+        for span, count in r.sources:
+            last = runs[-1] if runs else None
+            if last and last[0].source == span.source and (span.source == "archive" or last[0].reason == span.reason):
+                last[0] = Span(last[0].start, span.end, span.source, last[0].reason)
+                last[1].append(span.reason)
+                last[2] += count
+            else:
+                runs.append([span, [span.reason], count])
+        for span, reasons, count in runs:
+            many = span.source == "archive" and len(reasons) > 1
+            detail = f"{len(reasons)} files: {reasons[0]} .. {reasons[-1]}" if many else reasons[0]
+            records.append(dg.TableRecord({
+                "pair": r.pair, "timeframe": r.timeframe, "type": r.candle_type, "from": span.start.isoformat(),
+                "to": span.end.isoformat(), "source": span.source, "candles": count, "detail": detail,
+            }))
+    schema = dg.TableSchema(columns=[
+        dg.TableColumn("pair", "string"),
+        dg.TableColumn("timeframe", "string"),
+        dg.TableColumn("type", "string"),
+        dg.TableColumn("from", "string"),
+        dg.TableColumn("to", "string", description="exclusive"),
+        dg.TableColumn("source", "string", description="archive (the exchange's public data files) or rest"),
+        dg.TableColumn("candles", "int", description="rows received for the span"),
+        dg.TableColumn("detail", "string", description="the archive files, or why the span came from REST"),
+    ])
+    return dg.MetadataValue.table(records, schema=schema)
+
+
 def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
     end = None if entry.end is None else entry.end.isoformat()
     partitions = dg.DailyPartitionsDefinition(start_date=entry.start.isoformat(), end_date=end, timezone="UTC")
@@ -390,9 +489,11 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
         with arctic.candle_writer(entry.exchange, entry.market_type, on_wait=context.log.info):
             results = []
             for pair, tf, ct in entry.series(pairs):
-                stored = arctic.read_candles(entry.exchange, entry.market_type, candle_symbol(pair, tf, ct), start, stop)
+                symbol = candle_symbol(pair, tf, ct)
+                stored = arctic.read_candles(entry.exchange, entry.market_type, symbol, start, stop)
                 stored = empty_candles(ct) if stored is None else stored
-                results.append(SeriesResult(pair, tf, ct, frame=stored, stored=stored))
+                recorded = arctic.candle_metadata(entry.exchange, entry.market_type, symbol).get("archive_files", {})
+                results.append(SeriesResult(pair, tf, ct, frame=stored, stored=stored, archive_files=recorded))
 
             import_dir = config.import_dir or entry.import_dir
             use_import = config.source == "import" or (config.source == "auto" and import_dir is not None)
@@ -420,7 +521,7 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
         if not use_import:
             sources = sorted({"rest", *(s for r in results for s in r.by_source)})
             metadata |= {f"candles_from_{s}": sum(r.by_source.get(s, 0) for r in results) for s in sources}
-            metadata |= {"chunks_committed": sum(r.chunks for r in results), **extra}
+            metadata |= {"chunks_committed": sum(r.chunks for r in results), "sources": _sources_table(results), **extra}
         if failed:
             what = "file(s) could not be imported" if use_import else "series failed for good"
             raise dg.Failure(

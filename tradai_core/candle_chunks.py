@@ -10,8 +10,8 @@ last stored candle is always the point a re-run resumes from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -28,6 +28,8 @@ class CandleChunk:
     end: pd.Timestamp
     candles: pd.DataFrame
     source: str
+    files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Bulk files the candles came from, with their records (checksum, ETag, Last-Modified)."""
 
 
 CandleSource = Callable[[str, str, str, pd.Timestamp, pd.Timestamp], Iterator[CandleChunk]]

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tradai_core.candles import timeframe_delta
 
+DEFAULT_ARCHIVE_URL = "https://data.binance.vision"
+# Exchanges whose public data archive the candle sync reads closed months and days from.
+PUBLIC_ARCHIVES = {"binance": DEFAULT_ARCHIVE_URL}
+
 
 class UniverseEntry(BaseModel):
     """Candles and market rules kept for one exchange and market type."""
@@ -35,6 +39,11 @@ class UniverseEntry(BaseModel):
     import_dir: Path | None = Field(default=None, description="Freqtrade data directory the candles come from")
     markets_file: Path | None = Field(default=None, description="markets snapshot JSON used instead of the exchange")
     ccxt_config: dict[str, Any] = Field(default_factory=dict)
+    archive_url: str | None = Field(
+        default=None,
+        description="base URL of the exchange's public data archive (Binance: https://data.binance.vision "
+        "unless set); null: candles from REST only",
+    )
     max_missing_candles: int = Field(default=0, ge=0, description="missing candles tolerated per series")
     max_age: str | None = Field(default=None, description="freshness: newest candle at most this old, e.g. 2h")
 
@@ -53,6 +62,12 @@ class UniverseEntry(BaseModel):
             # Freqtrade's futures backtests want both at the funding timeframe (1h on Binance).
             self.mark_timeframes = self.mark_timeframes or ["1h"]
             self.funding_timeframes = self.funding_timeframes or ["1h"]
+        if "archive_url" not in self.model_fields_set:
+            self.archive_url = PUBLIC_ARCHIVES.get(self.exchange)
+        elif self.archive_url is not None and self.exchange not in PUBLIC_ARCHIVES:
+            raise ValueError(
+                f"{self.exchange}: archive_url is only read for {', '.join(PUBLIC_ARCHIVES)}; other exchanges use REST"
+            )
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"{self.exchange} {self.market_type}: end {self.end} is not after start {self.start}")
         return self
