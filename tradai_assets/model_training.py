@@ -35,7 +35,7 @@ from resources.model_registry import (
 from resources.notifier import Notifier
 from tradai_core.candles import candle_library_name, candle_symbol, timeframe_delta
 from tradai_core.drift import reference_bins
-from tradai_core.keys import model_key
+from tradai_core.keys import config_key, model_key
 from tradai_core.model_data import (
     PREDICTION,
     ModelInputError,
@@ -502,7 +502,9 @@ def build_model_asset(spec: StrategySpec, base_path: Path = BASE_CONFIG_PATH,
         key=model_key(spec.name),
         group_name=f"strategy_{spec.name}",
         kinds={"sklearn", "mlflow"},
-        deps=[dg.AssetKey(["ohlcv", exchange, mtype])],
+        # Training reads the strategy's config (pairs, timeframe, market) and its candles.
+        deps=[config_key(spec.name), dg.AssetKey(["ohlcv", exchange, mtype])],
+        code_version=spec.code_version,
         description=f"Model of {spec.name}: trained on the stored candles minus the holdout, validated "
         "walk-forward, logged to MLflow and registered (challenger, or champion for the first version).",
         metadata=spec.ui_metadata(),

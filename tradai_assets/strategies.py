@@ -164,6 +164,7 @@ def build_config_asset(spec: StrategySpec, base_path: Path, entries: dict[tuple[
         key=config_key(spec.name),
         group_name=f"strategy_{spec.name}",
         kinds={"freqtrade"},
+        code_version=spec.code_version,
         description=f"Freqtrade config of {spec.name}: {base_path.name} merged with the strategy's overrides, "
         "validated by Freqtrade's config schema and stored by content hash.",
         metadata=spec.ui_metadata(),
@@ -220,6 +221,7 @@ def build_backtest_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.AssetsD
         key=backtest_key(spec.name),
         group_name=f"strategy_{spec.name}",
         kinds={"freqtrade", "mlflow"},
+        code_version=spec.code_version,
         deps=deps,
         description=description,
         metadata=spec.ui_metadata(),
