@@ -14,6 +14,10 @@ before anything is written.
 Throttling (``ThrottlingException`` and its kin) is retried with exponential backoff; any other AWS
 error is raised as ``BotServiceError`` naming the service and the operation.
 
+``BotServices`` is what every caller takes (assets, jobs, sensors, the API): the interface both
+backends, ``EcsBotServices`` here and ``resources.local_bots.LocalBotServices``, implement, so no
+caller asks which one it has. Their states (``ServiceState``, ``LocalBotState``) share ``BotState``.
+
 ``list_bots`` lists the cluster's bot services (those tagged ``ManagedBy=tradai``), ``stop`` scales one
 to zero, and ``write_config`` stores a bot's config in the stack's configs bucket under a name made of
 its content hash, so an unchanged config is never written twice and a changed one gets a new
@@ -27,6 +31,7 @@ import json
 import os
 import re
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +67,8 @@ THROTTLING_CODES = frozenset(
 _READ_OPERATION = re.compile(r"^(Describe|List|Get|BatchGet|Query|Scan|Head)")
 # A model strategy's bot loads this version of its model (the champion when the bot was deployed).
 MODEL_VERSION_ENV = "TRADAI_MODEL_VERSION"
+# A stopped bot runs no image; the spec still names one.
+NO_IMAGE = "none"
 _STRATEGY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
@@ -125,8 +132,35 @@ class BotSpec:
         return bot_service_name(self.strategy_id)
 
 
+class BotState(ABC):
+    """A bot as its backend reports it: ``strategy_id``, ``status`` and ``actions`` (what the last call changed)."""
+
+    strategy_id: str
+    status: str
+    actions: tuple[str, ...]
+
+    @property
+    @abstractmethod
+    def mode(self) -> str:
+        """The trading mode the bot runs in (dry_run or live)."""
+
+    @property
+    @abstractmethod
+    def running(self) -> bool:
+        """Whether the bot is meant to be running now."""
+
+    @property
+    @abstractmethod
+    def failure(self) -> str | None:
+        """Why the backend gave up on the bot (it keeps crashing), or None."""
+
+    @abstractmethod
+    def details(self) -> dict[str, Any]:
+        """What the backend knows of the bot beyond its status, as plain values (run metadata)."""
+
+
 @dataclass(frozen=True)
-class ServiceState:
+class ServiceState(BotState):
     """A bot's service as ECS reports it, and what the last reconcile changed (``actions``)."""
 
     strategy_id: str
@@ -149,6 +183,33 @@ class ServiceState:
     @property
     def revision(self) -> int | None:
         return None if self.task_definition_arn is None else int(self.task_definition_arn.rsplit(":", 1)[1])
+
+    @property
+    def mode(self) -> str:
+        # A service without its tag counts as live: the kill switch then stops it, to be safe.
+        return self.trading_mode or "live"
+
+    @property
+    def running(self) -> bool:
+        return self.status == "ACTIVE" and self.desired_count > 0
+
+    @property
+    def failure(self) -> str | None:
+        if not (self.running and self.crash_looping):
+            return None
+        return f"ECS: {self.failed_tasks} task(s) of the current deployment failed" + (
+            f"; the circuit breaker stopped launching tasks ({self.rollout_reason})"
+            if self.rollout_state == "FAILED" else ""
+        )
+
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            "service": self.service_name, "desired_count": self.desired_count, "running_count": self.running_count,
+        }
+        if self.task_definition_arn:
+            details["task_definition"] = self.task_definition_arn.rsplit("/", 1)[1]
+            details["task_definition_revision"] = self.revision
+        return details
 
 
 def bot_service_name(strategy_id: str) -> str:
@@ -178,7 +239,51 @@ class AwsCallCounter:
         self.writes.clear()
 
 
-class EcsBotServices(ConfigurableResource):
+class BotServices(ConfigurableResource):
+    """Where bots run. Callers annotate their resource with this class; the definitions bind a backend."""
+
+    @abstractmethod
+    def reconcile(self, spec: BotSpec) -> BotState:
+        """Bring the bot to ``spec``; an unchanged spec changes nothing."""
+
+    @abstractmethod
+    def describe(self, strategy_id: str) -> BotState:
+        """The bot's state (status ``absent`` when it was never deployed)."""
+
+    @abstractmethod
+    def list_bots(self) -> list[BotState]:
+        """Every deployed bot, by strategy id."""
+
+    @abstractmethod
+    def stop(self, strategy_id: str) -> BotState:
+        """Stop the bot, keeping its deployment; stopping an absent bot is not an error."""
+
+    @abstractmethod
+    def delete(self, strategy_id: str) -> BotState:
+        """Stop the bot and forget its deployment."""
+
+    @abstractmethod
+    def write_config(self, strategy_id: str, config: dict[str, Any]) -> str:
+        """Store a bot's config where the bot reads it, named by its content hash; returns its CONFIG_PATH."""
+
+    @abstractmethod
+    def config_placeholder(self, strategy_id: str) -> str:
+        """Where the bot's configs live: the CONFIG_PATH of a stop that has no config of its own."""
+
+    @abstractmethod
+    def image_for(self, mode: str) -> str:
+        """The image a bot in ``mode`` runs; ``BotSpecError`` when a running bot would need one that is not set."""
+
+    @abstractmethod
+    def live_refusal(self, strategy_id: str, exchange_secret: str) -> str | None:
+        """Why this backend cannot run the bot live with that exchange secret, or None when it can."""
+
+    def write_call_counts(self) -> dict[str, int] | None:
+        """Write calls made to a cloud API so far, by operation; None for a backend that makes none."""
+        return None
+
+
+class EcsBotServices(BotServices):
     """Bots as ECS services on the stack's cluster."""
 
     stack: str = Field(description="The stack: dev, staging or prod (names the cluster, tables, log group).")
@@ -360,6 +465,28 @@ class EcsBotServices(ConfigurableResource):
             self._call(name, "ecs", "update_service", cluster=self.cluster_name, service=name, desiredCount=0)
             actions = ("updated service: desiredCount",)
         return self._state(name, strategy_id, actions, None if actions else current)
+
+    def config_placeholder(self, strategy_id: str) -> str:
+        return f"s3://{self.configs_bucket_name}/{aws_contract.BOT_CONFIGS_PREFIX}/{strategy_id}/"
+
+    def image_for(self, mode: str) -> str:
+        if mode == "stopped":
+            return self.image or NO_IMAGE
+        if not self.image:
+            raise BotSpecError("set the bot_services resource's image (the bot image's URI) to deploy on ECS")
+        return self.image
+
+    def live_refusal(self, strategy_id: str, exchange_secret: str) -> str | None:
+        try:
+            self.secret_arn(strategy_id, exchange_secret)
+        except BotSpecError as exc:
+            return str(exc).split(": ", 1)[1]
+        except BotServiceError as exc:
+            return f"the exchange secret could not be checked: {exc}"
+        return None
+
+    def write_call_counts(self) -> dict[str, int]:
+        return dict(self._calls.writes)
 
     def secret_arn(self, strategy_id: str, secret: str) -> str:
         """Full ARN of an exchange secret, read without its value; ``BotSpecError`` naming it when absent."""

@@ -22,6 +22,7 @@ dry-run bots only: live trading belongs on the managed deployment.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -31,20 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources import aws_contract
-from resources.bot_services import BotSpec, BotSpecError
+from resources.bot_services import BotServices, BotSpec, BotSpecError, BotState
 from tradai_core.state_files import now, read_json, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPERVISOR_MODULE = "tradai_bot.supervisor"
 STATES = ("starting", "running", "restarting", "failed", "stopped")
+RUNNING_STATES = ("starting", "running", "restarting")
+LOCAL_IMAGE = "local"  # local bots run the installed program, not an image
 
 
 @dataclass(frozen=True)
-class LocalBotState:
+class LocalBotState(BotState):
     strategy_id: str
     status: str  # one of STATES, or "absent" when the bot was never deployed or was deleted
     supervisor_pid: int | None = None
@@ -54,8 +56,28 @@ class LocalBotState:
     log_path: Path | None = None
     actions: tuple[str, ...] = ()
 
+    @property
+    def mode(self) -> str:
+        return "dry_run"  # the local backend runs dry-run bots only
 
-class LocalBotServices(ConfigurableResource):
+    @property
+    def running(self) -> bool:
+        return self.status in RUNNING_STATES
+
+    @property
+    def failure(self) -> str | None:
+        if self.status != "failed":
+            return None
+        return (f"the bot kept crashing and its supervisor gave up after {self.restarts} restart(s) "
+                f"(last exit code {self.last_exit_code})")
+
+    def details(self) -> dict[str, Any]:
+        known = {"supervisor_pid": self.supervisor_pid, "bot_pid": self.bot_pid, "restarts": self.restarts,
+                 "last_exit_code": self.last_exit_code, "log": self.log_path}
+        return {key: value for key, value in known.items() if value is not None}
+
+
+class LocalBotServices(BotServices):
     """Bots as supervised local processes under ``$TRADAI_HOME/bots``."""
 
     home: str | None = Field(default=None, description="TradAI home; $TRADAI_HOME or .tradai/ when None.")
@@ -97,11 +119,31 @@ class LocalBotServices(ConfigurableResource):
     def bot_dir(self, strategy_id: str) -> Path:
         return self.bots_dir / strategy_id
 
+    def config_placeholder(self, strategy_id: str) -> str:
+        return str(self.bot_dir(strategy_id))
+
+    def image_for(self, mode: str) -> str:
+        return LOCAL_IMAGE
+
+    def live_refusal(self, strategy_id: str, exchange_secret: str) -> str | None:
+        return "the local backend runs dry-run bots only (live bots run as ECS services)"
+
+    def write_config(self, strategy_id: str, config: dict[str, Any]) -> str:
+        """Store the config as ``<bot dir>/config-<hash>.json``; an unchanged config is not rewritten."""
+        body = json.dumps(config, sort_keys=True, indent=1)
+        path = self.bot_dir(strategy_id) / f"config-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
+        if not path.is_file() or path.read_text() != body:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(body)
+            os.replace(temporary, path)
+        return str(path)
+
     def reconcile(self, spec: BotSpec) -> LocalBotState:
         """Start, restart (changed spec) or stop the bot; an unchanged running bot is left alone."""
         bot_dir = self.bot_dir(spec.strategy_id)
         if spec.mode == "stopped":
-            return self._stop(spec.strategy_id)
+            return self.stop(spec.strategy_id)
         if spec.mode == "live":
             raise BotSpecError(f"bot {spec.strategy_id}: the local backend runs dry-run bots only")
         config = Path(spec.config_path)
@@ -116,7 +158,7 @@ class LocalBotServices(ConfigurableResource):
 
         actions: list[str] = []
         if self._supervisor_pid(bot_dir) is not None:
-            self._stop(spec.strategy_id)
+            self.stop(spec.strategy_id)
             actions.append("stopped the previous bot")
         bot_dir.mkdir(parents=True, exist_ok=True)
         (bot_dir / "user").mkdir(exist_ok=True)
@@ -166,12 +208,31 @@ class LocalBotServices(ConfigurableResource):
             if (bot_dir / "launch.json").is_file()
         ]
 
+    def stop(self, strategy_id: str) -> LocalBotState:
+        """Stop the bot's supervisor (and with it the bot); its deployment stays."""
+        bot_dir = self.bot_dir(strategy_id)
+        pid = self._supervisor_pid(bot_dir)
+        if pid is None:
+            return self.describe(strategy_id)
+        import psutil
+
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGTERM)
+        # The supervisor itself waits stop_timeout_seconds for the bot before killing it.
+        try:
+            process.wait(timeout=self.stop_timeout_seconds + 10)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        state = self.describe(strategy_id)
+        return LocalBotState(**{**state.__dict__, "actions": ("stopped",)})
+
     def delete(self, strategy_id: str) -> LocalBotState:
         """Stop the bot and forget its deployment; its logs and trade database stay for inspection."""
         bot_dir = self.bot_dir(strategy_id)
         if not (bot_dir / "launch.json").is_file():
             return LocalBotState(strategy_id=strategy_id, status="absent")
-        self._stop(strategy_id)
+        self.stop(strategy_id)
         for name in ("launch.json", "status.json", "supervisor.pid"):
             (bot_dir / name).unlink(missing_ok=True)
         return LocalBotState(strategy_id=strategy_id, status="absent", actions=("deleted",))
@@ -237,21 +298,3 @@ class LocalBotServices(ConfigurableResource):
         except psutil.NoSuchProcess:
             return None
         return pid
-
-    def _stop(self, strategy_id: str) -> LocalBotState:
-        bot_dir = self.bot_dir(strategy_id)
-        pid = self._supervisor_pid(bot_dir)
-        if pid is None:
-            return self.describe(strategy_id)
-        import psutil
-
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
-        # The supervisor itself waits stop_timeout_seconds for the bot before killing it.
-        try:
-            process.wait(timeout=self.stop_timeout_seconds + 10)
-        except psutil.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        state = self.describe(strategy_id)
-        return LocalBotState(**{**state.__dict__, "actions": ("stopped",)})

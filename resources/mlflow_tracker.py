@@ -31,6 +31,24 @@ def _initialised_store(tracking_uri: str) -> None:
         MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
 
 
+def experiment_id(client, name: str, artifact_root: str | None) -> str:
+    """The id of the experiment ``name``, created (artifacts under ``artifact_root``/name) when missing."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None if artifact_root is None else f"{artifact_root.rstrip('/')}/{name}"
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:
+        # Another run of the same strategy created it first.
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
 class MlflowTracker(ConfigurableResource):
     tracking_uri: str = Field(description="MLflow tracking URI, e.g. sqlite:///.tradai/mlflow.db or http://host:5000")
     artifact_root: str | None = Field(
@@ -47,21 +65,7 @@ class MlflowTracker(ConfigurableResource):
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-
-        client = self._client()
-        found = client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        location = None if self.artifact_root is None else f"{self.artifact_root.rstrip('/')}/{name}"
-        try:
-            return client.create_experiment(name, artifact_location=location)
-        except MlflowException as exc:
-            # Another backtest of the same strategy created it first.
-            if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-                raise
-            return client.get_experiment_by_name(name).experiment_id
+        return experiment_id(self._client(), name, self.artifact_root)
 
     def log_run(
         self,
@@ -91,6 +95,10 @@ class MlflowTracker(ConfigurableResource):
             raise
         client.set_terminated(run_id)
         return run_id
+
+    def probe(self) -> int:
+        """Ask the store for its first experiment: how many came back (0 or 1); raises when it does not answer."""
+        return len(self._client().search_experiments(max_results=1))
 
     def run_url(self, run_id: str) -> str:
         run = self._client().get_run(run_id)

@@ -7,14 +7,20 @@ event, indexed by UTC time. It lives wherever ArcticDB lives (LMDB locally, S3 i
 restarts and ECS tasks alike. Rows are only ever appended. Callers serialise changes per model (one
 promotion or rollback of a model at a time): ArcticDB keeps the last writer's version of a symbol.
 
+A training is logged and registered here too (``log_training``): one MLflow run with its params,
+metrics, artifacts and the model (skops format, pinned requirements), then a new version of the model.
+
 Alias versions come back as int from a SQLite store and as str from a server; here they are always int.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,10 +29,11 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.arctic import ArcticStore
-from resources.mlflow_tracker import _initialised_store
+from resources.mlflow_tracker import _initialised_store, experiment_id
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 MODELS_LIBRARY = "models"
+MODEL_ARTIFACT = "model"
 REFERENCE_BINS_TAG = "tradai.reference_bins"
 AUDIT_COLUMNS = {
     "event": "object",  # first_champion | challenger | promote | keep | inconclusive | rollback
@@ -54,6 +61,43 @@ class VersionNotFoundError(ModelRegistryError):
 
 class RegistryUnavailableError(ModelRegistryError):
     pass
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """Everything one training logs: its run's contents, the fitted model, and its new version's description."""
+
+    model_name: str
+    experiment: str
+    run_name: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: list[tuple[str, float, int]]  # (key, value, step)
+    json_artifacts: dict[str, Any]  # artifact path -> JSON value
+    text_artifacts: dict[str, str]  # artifact path -> text
+    files: list[Path]  # logged at the run's root (the strategy file)
+    model: Any  # a fitted scikit-learn estimator
+    input_example: pd.DataFrame
+    output_example: np.ndarray
+    pip_requirements: list[str]
+    model_description: str
+    version_tags: dict[str, str]
+    version_description: str
+
+
+@dataclass(frozen=True)
+class LoggedTraining:
+    run_id: str
+    version: int
+
+
+def skops_types(model: Any) -> list[str]:
+    """The types skops does not trust by default that this model holds (e.g. the tree predictors of
+    gradient boosting). The model was just fitted from the strategy's own estimator, so its types are
+    trusted; they are stored with the model and allowed, one by one, when it is loaded."""
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
 def audit_symbol(model: str) -> str:
@@ -121,6 +165,60 @@ class ModelRegistry(ConfigurableResource):
                     f"MLflow registry at {self._registry} is unreachable while {what}: {exc.message}"
                 ) from exc
             raise
+
+    # Logging a training -------------------------------------------------------------------------
+
+    def log_training(self, record: TrainingRecord, artifact_root: str | None = None) -> LoggedTraining:
+        """One finished MLflow run with everything in ``record`` (failed when logging fails), then a new
+        registered version of the model from it. Aliases are not moved here."""
+        import mlflow.sklearn
+        from mlflow.entities import Metric, Param
+        from mlflow.exceptions import MlflowException
+        from mlflow.models import infer_signature
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+        client = self._client()
+        name = record.model_name
+        with self._reaching(f"logging a training of {name}"):
+            run = client.create_run(experiment_id(client, record.experiment, artifact_root),
+                                    run_name=record.run_name, tags=record.tags)
+            run_id = run.info.run_id
+            try:
+                now = run.info.start_time
+                metrics = [Metric(key, value, now, step) for key, value, step in record.metrics]
+                params = list(record.params.items())
+                for i in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+                    client.log_batch(run_id, params=[Param(k, v) for k, v in params[i:i + 100]])
+                for i in range(0, len(metrics), 500):
+                    client.log_batch(run_id, metrics=metrics[i:i + 500])
+                for path, value in record.json_artifacts.items():
+                    client.log_dict(run_id, value, path)
+                for path, text in record.text_artifacts.items():
+                    client.log_text(run_id, text, path)
+                for file in record.files:
+                    client.log_artifact(run_id, str(file))
+                with tempfile.TemporaryDirectory(prefix=f"model-{name}-") as directory:
+                    path = Path(directory) / MODEL_ARTIFACT
+                    mlflow.sklearn.save_model(
+                        record.model, str(path), signature=infer_signature(record.input_example, record.output_example),
+                        input_example=record.input_example, pip_requirements=record.pip_requirements,
+                        serialization_format="skops", skops_trusted_types=skops_types(record.model),
+                    )
+                    client.log_artifacts(run_id, str(path), MODEL_ARTIFACT)
+            except Exception:
+                client.set_terminated(run_id, status="FAILED")
+                raise
+            client.set_terminated(run_id)
+            try:
+                client.create_registered_model(name, description=record.model_description)
+            except MlflowException as exc:
+                if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                    raise
+            found = client.create_model_version(
+                name, source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", run_id=run_id,
+                tags=record.version_tags, description=record.version_description,
+            )
+        return LoggedTraining(run_id, int(found.version))
 
     # Reading ------------------------------------------------------------------------------------
 
@@ -330,9 +428,6 @@ class ModelRegistry(ConfigurableResource):
 
     def reference_bins(self, model: str, alias: str) -> tuple[int, dict[str, Any]]:
         """The version behind an alias and its reference bins."""
-        import tempfile
-        from pathlib import Path
-
         version = self.version(model, alias)
         client = self._client()
         with self._reaching(f"reading reference bins of {model}@{alias}"):

@@ -5,6 +5,8 @@ in the DynamoDB table ``tradai-trading-state-<stack>`` (key ``strategy_id``, TTL
 ``expires_at``, both from ``resources.aws_contract``); in development in a SQLite file,
 ``$TRADAI_HOME/bots/state.db``, which several bot processes can write at once.
 
+Both implement ``TradingState``, the type every reader and writer takes.
+
 A row past its ``expires_at`` is not returned by either backend: DynamoDB deletes expired items only
 eventually (up to days later), and readers must not mistake a long-dead bot for a live one.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from abc import abstractmethod
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,7 +66,27 @@ def _expires_at(heartbeat: Heartbeat, ttl_days: int) -> int:
     return int(heartbeat.epoch) + ttl_days * 86400
 
 
-class DynamoTradingState(ConfigurableResource):
+class TradingState(ConfigurableResource):
+    """The bots' heartbeat rows; callers annotate their resource with this class, the definitions bind a backend."""
+
+    @abstractmethod
+    def put(self, heartbeat: Heartbeat) -> None:
+        """Write the bot's row (replacing its previous heartbeat)."""
+
+    @abstractmethod
+    def get(self, strategy_id: str) -> Heartbeat | None:
+        """The bot's latest heartbeat; None when there is none or it has expired."""
+
+    @abstractmethod
+    def list(self) -> list[Heartbeat]:
+        """Every bot's latest heartbeat that has not expired, by strategy id."""
+
+    @abstractmethod
+    def delete(self, strategy_id: str) -> None:
+        """Forget the bot's row."""
+
+
+class DynamoTradingState(TradingState):
     """Heartbeats in the stack's trading-state table."""
 
     stack: str = Field(description="dev, staging or prod: names the table.")
@@ -146,7 +169,7 @@ def default_state_path() -> Path:
     return home / "bots" / "state.db"
 
 
-class SqliteTradingState(ConfigurableResource):
+class SqliteTradingState(TradingState):
     """Heartbeats in a local SQLite file (development); safe for several writing processes."""
 
     path: str | None = Field(default=None, description="The database file; $TRADAI_HOME/bots/state.db when None.")

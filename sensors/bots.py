@@ -28,7 +28,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from resources.bot_control import is_running, list_bots
+from resources.bot_services import BotServices, BotState
+from resources.model_registry import ModelRegistry
+from resources.notifier import Notifier
+from resources.trading_state import Heartbeat, TradingState
 from tradai_core.keys import (
     DEPLOYMENT_CONFIG_KEYS,
     TRIGGER_TAG,
@@ -72,8 +75,8 @@ class BotHealth:
 
 def assess(
     name: str,
-    state: Any,
-    heartbeat: Any,
+    state: BotState | None,
+    heartbeat: Heartbeat | None,
     deployed_at: float | None,
     now: datetime,
     stale_after_seconds: float = STALE_AFTER_SECONDS,
@@ -83,17 +86,10 @@ def assess(
     bot_id = strategy_id(name)
     if state is None:
         return None
-    if getattr(state, "status", None) == "failed" and not hasattr(state, "desired_count"):
-        return BotHealth(name, bot_id, "failed", None, heartbeat.last_heartbeat if heartbeat else None,
-                         f"the bot kept crashing and its supervisor gave up after {getattr(state, 'restarts', 0)} "
-                         f"restart(s) (last exit code {getattr(state, 'last_exit_code', None)})")
-    if not is_running(state):
+    if state.failure is not None:
+        return BotHealth(name, bot_id, "failed", None, heartbeat.last_heartbeat if heartbeat else None, state.failure)
+    if not state.running:
         return None
-    if getattr(state, "crash_looping", False):
-        return BotHealth(name, bot_id, "failed", None, heartbeat.last_heartbeat if heartbeat else None,
-                         f"ECS: {state.failed_tasks} task(s) of the current deployment failed"
-                         + (f"; the circuit breaker stopped launching tasks ({state.rollout_reason})"
-                            if state.rollout_state == "FAILED" else ""))
     beat = heartbeat.epoch if heartbeat is not None else None
     references = [t for t in (beat, deployed_at, None if beat or deployed_at else first_seen) if t is not None]
     age = now.timestamp() - max(references) if references else None
@@ -162,14 +158,14 @@ def build_heartbeat_sensor(
     )
     def bot_heartbeat(
         context: dg.SensorEvaluationContext,
-        trading_state: dg.ResourceParam[Any],
-        bot_services: dg.ResourceParam[Any],
-        notifier: dg.ResourceParam[Any],
+        trading_state: TradingState,
+        bot_services: BotServices,
+        notifier: Notifier,
     ):
         now = datetime.now(UTC)
         cursor = _cursor(context.cursor)
         heartbeats = {h.strategy_id: h for h in trading_state.list()}
-        states = {s.strategy_id: s for s in list_bots(bot_services, names)}
+        states = {s.strategy_id: s for s in bot_services.list_bots()}
         events, requests, after = [], [], {}
         for bot_id, name in sorted(names.items()):
             previous = latest_deployment(context.instance, name)
@@ -204,7 +200,7 @@ def build_heartbeat_sensor(
     return bot_heartbeat
 
 
-def _notify(context: dg.SensorEvaluationContext, notifier: Any, health: BotHealth) -> bool:
+def _notify(context: dg.SensorEvaluationContext, notifier: Notifier, health: BotHealth) -> bool:
     crash = health.health == "failed"
     try:
         notifier.notify(
@@ -244,8 +240,8 @@ def build_hotswap_sensor(
     )
     def model_hotswap(
         context: dg.SensorEvaluationContext,
-        model_registry: dg.ResourceParam[Any],
-        bot_services: dg.ResourceParam[Any],
+        model_registry: ModelRegistry,
+        bot_services: BotServices,
     ):
         registry = model_registry
         cursor = _cursor(context.cursor)
@@ -274,7 +270,7 @@ def build_hotswap_sensor(
                 continue
             if deployed == new:
                 continue
-            if not is_running(bot_services.describe(strategy_id(name))):
+            if not bot_services.describe(strategy_id(name)).running:
                 context.log.info(f"{name}: champion moved to version {new}; its bot is not running")
                 continue
             context.log.info(f"{name}: champion {deployed} -> {new} ({move['event']}): redeploying")

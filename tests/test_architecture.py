@@ -1,4 +1,5 @@
-"""The rooms of the product and the one way their imports run (README, "Layout").
+"""The rooms of the product and the one way their imports run (README, "Layout"); assets and sensors
+reach MLflow, AWS and exchanges only through resources.
 
     python -m tests.test_architecture     # prints every violation, exits 1 when there is one
 
@@ -32,12 +33,15 @@ ALLOWED = {
     "tradai_assets": {"sensors", "resources", "tradai_core"},
     "simulator": {"tradai_core"},
 }
+# The clients of the outside world that only resources may use: assets and sensors ask a resource.
+RESOURCE_ONLY_CLIENTS = ("mlflow", "boto3", "botocore", "ccxt")
+CLIENT_FREE_ROOMS = ("tradai_assets", "sensors")
 # Strategies must also run under plain Freqtrade: of the product, they see only the strategy base class.
 STRATEGY_SDK = {"tradai_core.model_strategy", "tradai_core.model_settings"}
 
 
-def build_graph() -> grimp.ImportGraph:
-    return grimp.build_graph(*PACKAGES, include_external_packages=False, cache_dir=None)
+def build_graph(include_external_packages: bool = False) -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, include_external_packages=include_external_packages, cache_dir=None)
 
 
 def room(module: str) -> str:
@@ -54,6 +58,19 @@ def upward_imports(graph: grimp.ImportGraph) -> list[str]:
             if target not in ALLOWED[source]:
                 problems.append(f"{importer} imports {imported} ({_line(graph, importer, imported)}): {source} may "
                                 f"import only {', '.join(sorted(ALLOWED[source])) or 'nothing of the product'}")
+    return problems
+
+
+def client_imports(graph: grimp.ImportGraph) -> list[str]:
+    """Imports of MLflow, AWS or exchange clients by assets and sensors (the graph includes external packages)."""
+    problems = []
+    for importer in sorted(graph.modules):
+        if room(importer) not in CLIENT_FREE_ROOMS:
+            continue
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            if room(imported) in RESOURCE_ONLY_CLIENTS:
+                problems.append(f"{importer} imports {imported} ({_line(graph, importer, imported)}): "
+                                f"{room(importer)} reaches {room(imported)} only through a resource")
     return problems
 
 
@@ -142,6 +159,10 @@ def test_imports_run_one_way(graph):
     assert upward_imports(graph) == []
 
 
+def test_assets_and_sensors_use_no_client_of_the_outside_world():
+    assert client_imports(build_graph(include_external_packages=True)) == []
+
+
 def test_strategies_import_only_the_strategy_base_class():
     assert strategy_imports() == []
 
@@ -160,6 +181,19 @@ def test_the_checks_find_what_they_look_for():
     graph.add_import(importer="tradai_assets.c", imported="tradai_assets.b", line_number=5, line_contents="import")
     assert [p.split(" (")[0] for p in upward_imports(graph)] == ["resources.a imports tradai_assets.b"]
     assert import_cycles(graph) == [["tradai_assets.b", "tradai_assets.c"]]
+
+
+def test_a_client_import_by_an_asset_or_sensor_is_named():
+    graph = grimp.ImportGraph()
+    for module in ("tradai_assets.training", "sensors.drift", "resources.registry", "mlflow", "boto3"):
+        graph.add_module(module, is_squashed=room(module) in RESOURCE_ONLY_CLIENTS)
+    graph.add_import(importer="tradai_assets.training", imported="mlflow", line_number=7, line_contents="import mlflow")
+    graph.add_import(importer="sensors.drift", imported="boto3", line_number=9, line_contents="import boto3")
+    graph.add_import(importer="resources.registry", imported="mlflow", line_number=3, line_contents="import mlflow")
+    assert client_imports(graph) == [
+        "sensors.drift imports boto3 (line 9): sensors reaches boto3 only through a resource",
+        "tradai_assets.training imports mlflow (line 7): tradai_assets reaches mlflow only through a resource",
+    ]
 
 
 def test_a_strategy_importing_the_product_is_named(tmp_path):
@@ -186,7 +220,7 @@ def test_the_bot_runtime_starts_without_the_code_location():
 
 def main() -> int:
     graph = build_graph()
-    problems = upward_imports(graph) + strategy_imports() + [
+    problems = upward_imports(graph) + client_imports(build_graph(include_external_packages=True)) + strategy_imports() + [
         " -> ".join(c) + ": an import cycle" for c in import_cycles(graph)
     ]
     print("\n".join(problems) or f"{len(graph.modules)} modules: imports run one way, no cycle")

@@ -13,7 +13,11 @@ import json
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported on first use: Dagster's resource machinery takes seconds to import
+    from resources.bot_services import BotServices
+    from resources.trading_state import TradingState
 
 # Imported by the warm-up thread; each is also imported where it is used.
 HEAVY_MODULES = (
@@ -55,10 +59,8 @@ class BacktestArtifacts:
             return json.loads(path.read_text())
 
     def check(self) -> str:
-        from mlflow import MlflowClient
-
-        experiments = MlflowClient(tracking_uri=self.tracking_uri).search_experiments(max_results=1)
-        return f"{_redacted(self.tracking_uri)} answers ({len(experiments)} experiment(s) on the first page)"
+        experiments = self._tracker().probe()
+        return f"{_redacted(self.tracking_uri)} answers ({experiments} experiment(s) on the first page)"
 
 
 def equity_points(stats: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,7 +170,7 @@ class BotBackends:
     the code location picks them. The API only reads and stops services: it never registers task
     definitions, so the ECS backend's network and role fields stay empty here."""
 
-    def __init__(self, bot_services: Any, trading_state: Any):
+    def __init__(self, bot_services: BotServices, trading_state: TradingState):
         self.bot_services = bot_services
         self.trading_state = trading_state
 

@@ -61,8 +61,7 @@ class BacktestPlan:
 
     def lineage(self) -> dict[str, str]:
         """Everything that decides the trades, as MLflow params."""
-        import ccxt
-        import freqtrade
+        from importlib.metadata import version
 
         return {
             "strategy": self.strategy,
@@ -76,8 +75,8 @@ class BacktestPlan:
             "market_type": market_type(self.config),
             "markets_snapshot_hash": self.markets_hash,
             "data_versions": json.dumps(self.data_versions, sort_keys=True),
-            "freqtrade_version": freqtrade.__version__,
-            "ccxt_version": ccxt.__version__,
+            "freqtrade_version": version("freqtrade"),
+            "ccxt_version": version("ccxt"),
             **({} if self.model is None else {
                 "model_name": str(self.model["name"]), "model_version": str(int(self.model["version"])),
             }),

@@ -29,27 +29,24 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from resources.bot_control import (
-    LOCAL_IMAGE,
-    KillReport,
-    KillSwitchError,
-    config_placeholder,
-    kill_all_live,
-)
+from resources.backtest_store import BacktestStore
+from resources.bot_control import KillReport, KillSwitchError, kill_all_live
 from resources.bot_services import (
     BOT_MODES,
     BotServiceError,
+    BotServices,
     BotSpec,
     BotSpecError,
-    EcsBotServices,
-    ServiceState,
+    BotState,
 )
+from resources.model_registry import CHAMPION, ModelRegistry, ModelRegistryError
 from tradai_core.keys import (
     DEPLOYMENT_CONFIG_KEYS,
     TRIGGER_TAG,
     backtest_key,
     config_key,
     deployment_key,
+    model_key,
     strategy_id,
 )
 from tradai_core.materializations import latest_deployment
@@ -188,7 +185,7 @@ def desired_state(
 # Interlocks ---------------------------------------------------------------------------------------
 
 
-def live_refusals(spec: StrategySpec, desired: DesiredState, bot_services: Any,
+def live_refusals(spec: StrategySpec, desired: DesiredState, bot_services: BotServices,
                   environ: Mapping[str, str] | None = None) -> list[str]:
     """Why a live deployment may not go ahead (empty when it may, or when the mode is not live)."""
     if desired.mode != "live":
@@ -201,15 +198,8 @@ def live_refusals(spec: StrategySpec, desired: DesiredState, bot_services: Any,
         reasons.append(f"live trading is not allowed in this environment ({ALLOW_LIVE_ENV} is not 'true')")
     if not desired.exchange_secret:
         reasons.append("no exchange_secret is set (deployments.yaml or the run config)")
-    elif not isinstance(bot_services, EcsBotServices):
-        reasons.append("the local backend runs dry-run bots only (live bots run as ECS services)")
-    else:
-        try:
-            bot_services.secret_arn(strategy_id(spec.name), desired.exchange_secret)
-        except BotSpecError as exc:
-            reasons.append(str(exc).split(": ", 1)[1])
-        except BotServiceError as exc:
-            reasons.append(f"the exchange secret could not be checked: {exc}")
+    elif (refusal := bot_services.live_refusal(strategy_id(spec.name), desired.exchange_secret)) is not None:
+        reasons.append(refusal)
     return reasons
 
 
@@ -244,7 +234,7 @@ def check_deployment(
     specs: Mapping[str, StrategySpec] | Iterable[StrategySpec],
     desired: DesiredState,
     *,
-    bot_services: Any,
+    bot_services: BotServices,
     instance: dg.DagsterInstance,
     force: bool = False,
     environ: Mapping[str, str] | None = None,
@@ -290,51 +280,11 @@ def bot_config(stored: dict[str, Any], name: str, desired: DesiredState, model: 
     return config
 
 
-def write_bot_config(bot_services: Any, bot_id: str, config: dict[str, Any]) -> str:
-    """Store the config where the bot reads it; returns CONFIG_PATH. Content-addressed: never rewritten."""
-    if isinstance(bot_services, EcsBotServices):
-        return bot_services.write_config(bot_id, config)
-    body = json.dumps(config, sort_keys=True, indent=1)
-    path = Path(bot_services.bot_dir(bot_id)) / f"config-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
-    if not path.is_file() or path.read_text() != body:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(body)
-        os.replace(temporary, path)
-    return str(path)
-
-
-def bot_image(bot_services: Any) -> str:
-    if isinstance(bot_services, EcsBotServices):
-        if not bot_services.image:
-            raise DeploymentError("set the bot_services resource's image (the bot image's URI) to deploy on ECS")
-        return bot_services.image
-    return LOCAL_IMAGE
-
-
-# Service state ------------------------------------------------------------------------------------
-
-
-def state_metadata(state: Any) -> dict[str, Any]:
+def state_metadata(state: BotState) -> dict[str, Any]:
     """Dagster metadata of a bot's state, whichever the backend."""
     metadata: dict[str, Any] = {"status": state.status, "actions": dg.MetadataValue.json(list(state.actions))}
-    if isinstance(state, ServiceState):
-        metadata.update(
-            service=state.service_name,
-            desired_count=state.desired_count,
-            running_count=state.running_count,
-        )
-        if state.task_definition_arn:
-            metadata["task_definition"] = state.task_definition_arn.rsplit("/", 1)[1]
-            metadata["task_definition_revision"] = state.revision
-    else:
-        for key in ("supervisor_pid", "bot_pid", "restarts", "last_exit_code"):
-            value = getattr(state, key, None)
-            if value is not None:
-                metadata[key] = value
-        log_path = getattr(state, "log_path", None)
-        if log_path is not None:
-            metadata["log"] = dg.MetadataValue.path(str(log_path))
+    for key, value in state.details().items():
+        metadata[key] = dg.MetadataValue.path(str(value)) if isinstance(value, Path) else value
     return metadata
 
 
@@ -349,10 +299,10 @@ class KillSwitchConfig(dg.Config):
 def build_kill_switch_job(specs: Iterable[StrategySpec]) -> dg.JobDefinition:
     names = {strategy_id(s.name): s.name for s in specs}
 
-    @dg.op(name="stop_live_bots", required_resource_keys={"bot_services"})
-    def stop_live_bots(context: dg.OpExecutionContext, config: KillSwitchConfig):
+    @dg.op(name="stop_live_bots")
+    def stop_live_bots(context: dg.OpExecutionContext, config: KillSwitchConfig, bot_services: BotServices):
         try:
-            report = kill_all_live(context.resources.bot_services, config.include_dry_run, names)
+            report = kill_all_live(bot_services, config.include_dry_run)
         except KillSwitchError as exc:
             report = exc.report
             _record_stopped(context, report, names)
@@ -399,22 +349,23 @@ def _spec_hash(bot_spec: BotSpec) -> str:
 
 def build_deployment_asset(spec: StrategySpec, specs: Mapping[str, StrategySpec]) -> dg.AssetsDefinition:
     name, bot_id = spec.name, strategy_id(spec.name)
-    resources = {"backtest_store", "bot_services"} | ({"model_registry"} if spec.is_model else set())
+    # A model strategy's bot runs its champion: the model is an input of the deployment.
+    deps = [config_key(name), backtest_key(name)] + ([model_key(name)] if spec.is_model else [])
 
-    @dg.asset(
+    decorate = dg.asset(
         key=deployment_key(name),
         group_name=f"strategy_{name}",
         kinds={"freqtrade"},
-        deps=[config_key(name), backtest_key(name)],
-        required_resource_keys=resources,
+        deps=deps,
         description=f"The bot of {name} (id {bot_id}) brought to its desired state from deployments.yaml "
         "and the run config: dry_run, live or stopped. Live needs the strategy's live = True, "
         f"{ALLOW_LIVE_ENV}=true and an existing exchange secret; a failed or missing backtest needs force.",
         metadata={**spec.ui_metadata(), "strategy_id": bot_id},
     )
-    def deployment(context: dg.AssetExecutionContext, config: DeploymentConfig):
-        bot_services = context.resources.bot_services
-        writes_before = _aws_writes(bot_services)
+
+    def materialise(context: dg.AssetExecutionContext, config: DeploymentConfig, backtest_store: BacktestStore,
+                    bot_services: BotServices, model_registry: ModelRegistry | None):
+        writes_before = bot_services.write_call_counts()
         trigger = context.run.tags.get(TRIGGER_TAG, "manual")
         try:
             desired = desired_state(name, specs, config.overrides())
@@ -429,22 +380,20 @@ def build_deployment_asset(spec: StrategySpec, specs: Mapping[str, StrategySpec]
         model_version = None
         try:
             if desired.mode == "stopped":
-                config_path = previous_meta.get("config_path") or config_placeholder(bot_services, bot_id)
+                config_path = previous_meta.get("config_path") or bot_services.config_placeholder(bot_id)
             else:
-                stored = context.resources.backtest_store.latest_config(name)
+                stored = backtest_store.latest_config(name)
                 if stored is None:
                     raise DeploymentError(f"{name}: no stored config; materialise {config_key(name).to_user_string()} first")
                 stored_config, config_hash = stored
                 model = None
-                if spec.is_model:
-                    model_version, model = _champion(context.resources.model_registry, name)
+                if model_registry is not None:
+                    model_version, model = _champion(model_registry, name)
                 bot_settings = bot_config(stored_config, name, desired, model)
-                config_path = write_bot_config(bot_services, bot_id, bot_settings)
+                config_path = bot_services.write_config(bot_id, bot_settings)
                 metadata["config_hash"] = config_hash
             bot_spec = BotSpec(
-                strategy=name, strategy_id=bot_id, mode=desired.mode,
-                # Stopping a bot needs no image: a resource without one can still stop it.
-                image=bot_image(bot_services) if desired.mode != "stopped" else getattr(bot_services, "image", None) or LOCAL_IMAGE,
+                strategy=name, strategy_id=bot_id, mode=desired.mode, image=bot_services.image_for(desired.mode),
                 config_path=config_path, exchange_secret=desired.exchange_secret,
                 stake_amount=desired.stake_amount, pairs=desired.pairs, model_version=model_version,
             )
@@ -460,7 +409,7 @@ def build_deployment_asset(spec: StrategySpec, specs: Mapping[str, StrategySpec]
         metadata.update(state_meta)
         metadata["config_path"] = config_path
         if writes_before is not None:
-            writes = bot_services.calls.writes
+            writes = bot_services.write_call_counts()
             metadata["aws_write_calls"] = dg.MetadataValue.json(
                 {op: n - writes_before.get(op, 0) for op, n in sorted(writes.items()) if n - writes_before.get(op, 0)}
             )
@@ -477,16 +426,23 @@ def build_deployment_asset(spec: StrategySpec, specs: Mapping[str, StrategySpec]
         )
         return dg.MaterializeResult(data_version=dg.DataVersion(_spec_hash(bot_spec)), metadata=metadata)
 
+    if spec.is_model:
+        @decorate
+        def model_deployment(context: dg.AssetExecutionContext, config: DeploymentConfig,
+                             backtest_store: BacktestStore, bot_services: BotServices, model_registry: ModelRegistry):
+            return materialise(context, config, backtest_store, bot_services, model_registry)
+
+        return model_deployment
+
+    @decorate
+    def deployment(context: dg.AssetExecutionContext, config: DeploymentConfig, backtest_store: BacktestStore,
+                   bot_services: BotServices):
+        return materialise(context, config, backtest_store, bot_services, None)
+
     return deployment
 
 
-def _aws_writes(bot_services: Any) -> dict[str, int] | None:
-    return dict(bot_services.calls.writes) if isinstance(bot_services, EcsBotServices) else None
-
-
-def _champion(registry: Any, name: str) -> tuple[int, dict[str, Any]]:
-    from resources.model_registry import CHAMPION, ModelRegistryError
-
+def _champion(registry: ModelRegistry, name: str) -> tuple[int, dict[str, Any]]:
     try:
         version = registry.version(name, CHAMPION)
     except ModelRegistryError as exc:

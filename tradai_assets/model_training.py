@@ -14,7 +14,6 @@ The same seed and candle versions give the same model, metrics and predictions.
 
 import json
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,18 @@ import pandas as pd
 
 from resources import aws_contract
 from resources.arctic import ArcticStore
-from resources.mlflow_tracker import MlflowTracker, _initialised_store
+from resources.mlflow_tracker import MlflowTracker
 from resources.model_registry import (
     CHALLENGER,
     CHAMPION,
     ModelRegistry,
     ModelRegistryError,
+    TrainingRecord,
 )
 from resources.notifier import Notifier
 from tradai_core.candles import candle_library_name, candle_symbol, timeframe_delta
 from tradai_core.drift import reference_bins
-from tradai_core.keys import model_key
+from tradai_core.keys import config_key, model_key
 from tradai_core.model_data import (
     PREDICTION,
     ModelInputError,
@@ -55,7 +55,6 @@ from tradai_core.universe import UniverseEntry
 
 __all__ = ["build_model_assets", "train_and_register", "train_model", "training_window", "walk_forward_folds"]
 
-MODEL_ARTIFACT = "model"
 PIP_PACKAGES = ("scikit-learn", "pandas", "numpy")
 IMPORTANCE_ROWS = 50_000
 
@@ -287,40 +286,6 @@ def pip_requirements() -> list[str]:
     return [f"{package}=={versions[package]}" for package in PIP_PACKAGES]
 
 
-def skops_types(model: Any) -> list[str]:
-    """The types skops does not trust by default that this model holds (e.g. the tree predictors of
-    gradient boosting). The model was just fitted here from the strategy's own estimator, so its
-    types are trusted; they are stored with the model and allowed, one by one, when it is loaded."""
-    import skops.io
-
-    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-
-
-def _client(registry: ModelRegistry):
-    from mlflow import MlflowClient
-
-    for uri in {registry.tracking_uri, registry.registry_uri or registry.tracking_uri}:
-        if uri.startswith("sqlite:///"):
-            _initialised_store(uri)
-    return MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.registry_uri or registry.tracking_uri)
-
-
-def _experiment_id(client, name: str, artifact_root: str | None) -> str:
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = None if artifact_root is None else f"{artifact_root.rstrip('/')}/{name}"
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
-
-
 @dataclass
 class RegisteredModel:
     name: str
@@ -371,67 +336,41 @@ def log_and_register(
 ) -> RegisteredModel:
     """One MLflow run with everything about the training, a new registered version with its reference
     bins, then ``challenger`` (or ``champion`` for a model's first version) pointing at it."""
-    import mlflow.sklearn
-    from mlflow.entities import Metric, Param
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import infer_signature
-    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-
     name = spec.name
-    client = _client(registry)
-    artifact_root = tracker.artifact_root if tracker is not None and tracker.tracking_uri == registry.tracking_uri else None
-    experiment = _experiment_id(client, model_experiment(name), artifact_root)
     window = trained.window
-    run = client.create_run(
-        experiment, run_name=f"train {name} to {window.end:%Y-%m-%d}",
-        tags={**(tags or {}), "tradai.kind": "training", "tradai.trigger": trigger},
+    metrics = [
+        (f"fold_{column}", float(value), int(fold))
+        for fold, row in trained.fold_metrics.iterrows()
+        for column, value in row.items()
+        if not column.startswith(("train_last", "validation_first", "validation_last")) and np.isfinite(float(value))
+    ]
+    means = trained.fold_metrics[["accuracy", "roc_auc", "log_loss", "brier"]].mean(skipna=True)
+    metrics += [(f"cv_{k}", float(v), 0) for k, v in means.items() if np.isfinite(v)]
+    metrics += [(f"importance_{k}", float(v), 0) for k, v in trained.importances.items()]
+    metrics.append(("train_rows", float(len(trained.features)), 0))
+    same_store = tracker is not None and tracker.tracking_uri == registry.tracking_uri
+    logged = registry.log_training(
+        TrainingRecord(
+            model_name=name,
+            experiment=model_experiment(name),
+            run_name=f"train {name} to {window.end:%Y-%m-%d}",
+            tags={**(tags or {}), "tradai.kind": "training", "tradai.trigger": trigger},
+            params=params,
+            metrics=metrics,
+            json_artifacts={"feature_importances.json": {k: float(v) for k, v in trained.importances.items()}},
+            text_artifacts={"folds.csv": trained.fold_metrics.to_csv()},
+            files=[spec.file],
+            model=trained.model,
+            input_example=trained.features.head(5).reset_index(drop=True),
+            output_example=trained.predictions[:5],
+            pip_requirements=pip_requirements(),
+            model_description=f"Model of the strategy {name} ({spec.file.name})",
+            version_tags={"tradai.train_end": window.end.isoformat(), "tradai.holdout_timerange": window.holdout_timerange},
+            version_description=f"{name} trained on candles to {window.end:%Y-%m-%d} (seed {trained.seed})",
+        ),
+        artifact_root=tracker.artifact_root if same_store else None,
     )
-    run_id = run.info.run_id
-    example = trained.features.head(5).reset_index(drop=True)
-    try:
-        now = run.info.start_time
-        metrics = [
-            Metric(f"fold_{column}", float(value), now, int(fold))
-            for fold, row in trained.fold_metrics.iterrows()
-            for column, value in row.items()
-            if not column.startswith(("train_last", "validation_first", "validation_last")) and np.isfinite(float(value))
-        ]
-        means = trained.fold_metrics[["accuracy", "roc_auc", "log_loss", "brier"]].mean(skipna=True)
-        metrics += [Metric(f"cv_{k}", float(v), now, 0) for k, v in means.items() if np.isfinite(v)]
-        metrics += [Metric(f"importance_{k}", float(v), now, 0) for k, v in trained.importances.items()]
-        metrics.append(Metric("train_rows", float(len(trained.features)), now, 0))
-        items = list(params.items())
-        for i in range(0, len(items), 100):
-            client.log_batch(run_id, params=[Param(k, v) for k, v in items[i:i + 100]])
-        for i in range(0, len(metrics), 500):
-            client.log_batch(run_id, metrics=metrics[i:i + 500])
-        client.log_dict(run_id, {k: float(v) for k, v in trained.importances.items()}, "feature_importances.json")
-        client.log_text(run_id, trained.fold_metrics.to_csv(), "folds.csv")
-        client.log_artifact(run_id, str(spec.file))
-        with tempfile.TemporaryDirectory(prefix=f"model-{name}-") as directory:
-            path = Path(directory) / MODEL_ARTIFACT
-            signature = infer_signature(example, trained.predictions[:5])
-            mlflow.sklearn.save_model(
-                trained.model, str(path), signature=signature, input_example=example,
-                pip_requirements=pip_requirements(), serialization_format="skops",
-                skops_trusted_types=skops_types(trained.model),
-            )
-            client.log_artifacts(run_id, str(path), MODEL_ARTIFACT)
-    except Exception:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id)
-    try:
-        client.create_registered_model(name, description=f"Model of the strategy {name} ({spec.file.name})")
-    except MlflowException as exc:
-        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-            raise
-    found = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", run_id=run_id,
-        tags={"tradai.train_end": window.end.isoformat(), "tradai.holdout_timerange": window.holdout_timerange},
-        description=f"{name} trained on candles to {window.end:%Y-%m-%d} (seed {trained.seed})",
-    )
-    version = int(found.version)
+    run_id, version = logged.run_id, logged.version
     reference = trained.features.reset_index(drop=True).assign(**{PREDICTION: trained.predictions})
     registry.log_reference_bins(name, version, reference_bins(reference).to_dict())
     if CHAMPION in registry.aliases(name):
@@ -440,7 +379,7 @@ def log_and_register(
     else:
         registry.set_first_champion(name, version, trigger)
         alias = CHAMPION
-    url = tracker.run_url(run_id) if tracker is not None and tracker.tracking_uri == registry.tracking_uri else run_id
+    url = tracker.run_url(run_id) if same_store else run_id
     return RegisteredModel(name, version, alias, run_id, url, trained, params)
 
 
@@ -563,7 +502,9 @@ def build_model_asset(spec: StrategySpec, base_path: Path = BASE_CONFIG_PATH,
         key=model_key(spec.name),
         group_name=f"strategy_{spec.name}",
         kinds={"sklearn", "mlflow"},
-        deps=[dg.AssetKey(["ohlcv", exchange, mtype])],
+        # Training reads the strategy's config (pairs, timeframe, market) and its candles.
+        deps=[config_key(spec.name), dg.AssetKey(["ohlcv", exchange, mtype])],
+        code_version=spec.code_version,
         description=f"Model of {spec.name}: trained on the stored candles minus the holdout, validated "
         "walk-forward, logged to MLflow and registered (challenger, or champion for the first version).",
         metadata=spec.ui_metadata(),

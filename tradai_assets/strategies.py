@@ -164,6 +164,7 @@ def build_config_asset(spec: StrategySpec, base_path: Path, entries: dict[tuple[
         key=config_key(spec.name),
         group_name=f"strategy_{spec.name}",
         kinds={"freqtrade"},
+        code_version=spec.code_version,
         description=f"Freqtrade config of {spec.name}: {base_path.name} merged with the strategy's overrides, "
         "validated by Freqtrade's config schema and stored by content hash.",
         metadata=spec.ui_metadata(),
@@ -220,6 +221,7 @@ def build_backtest_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.AssetsD
         key=backtest_key(spec.name),
         group_name=f"strategy_{spec.name}",
         kinds={"freqtrade", "mlflow"},
+        code_version=spec.code_version,
         deps=deps,
         description=description,
         metadata=spec.ui_metadata(),
@@ -295,18 +297,36 @@ class StrategyDefinitions:
     jobs: list[dg.JobDefinition]
 
 
-BACKTEST_RESOURCES = ("arctic", "backtest_store", "freqtrade_runner", "mlflow")
+def _backtest_op(name: str, config_type: type[dg.Config], run, models: bool) -> dg.OpDefinition:
+    """An op that backtests with ``run``; it takes the model registry only where model strategies exist,
+    so that a code location without them (and without a registry) still loads."""
+    if models:
+        @dg.op(name=name)
+        def with_models(
+            context: dg.OpExecutionContext,
+            config: config_type,
+            arctic: ArcticStore,
+            backtest_store: BacktestStore,
+            freqtrade_runner: FreqtradeRunner,
+            mlflow: MlflowTracker,
+            model_registry: ModelRegistry,
+        ):
+            return run(context, config, arctic, backtest_store, freqtrade_runner, mlflow, model_registry)
 
+        return with_models
 
-def _backtest_resources(models: bool) -> set[str]:
-    """What a backtest op needs; the model registry only where model strategies exist, so that a code
-    location without them (and without a registry) still loads."""
-    return set(BACKTEST_RESOURCES) | ({"model_registry"} if models else set())
+    @dg.op(name=name)
+    def without_models(
+        context: dg.OpExecutionContext,
+        config: config_type,
+        arctic: ArcticStore,
+        backtest_store: BacktestStore,
+        freqtrade_runner: FreqtradeRunner,
+        mlflow: MlflowTracker,
+    ):
+        return run(context, config, arctic, backtest_store, freqtrade_runner, mlflow, None)
 
-
-def _backtest_resource_values(context: dg.OpExecutionContext) -> list:
-    resources = context.resources
-    return [getattr(resources, key) for key in BACKTEST_RESOURCES] + [getattr(resources, "model_registry", None)]
+    return without_models
 
 
 def build_adhoc_job(specs: dict[str, StrategySpec], base_path: Path) -> dg.JobDefinition:
@@ -325,10 +345,8 @@ def build_adhoc_job(specs: dict[str, StrategySpec], base_path: Path) -> dg.JobDe
         context.add_output_metadata(result_metadata(recorded))
         return recorded.run_id
 
-    @dg.op(name="backtest_with_overrides", required_resource_keys=_backtest_resources(
-        any(spec.is_model for spec in specs.values())))
-    def backtest_with_overrides(context: dg.OpExecutionContext, config: AdhocBacktestConfig):
-        return run(context, config, *_backtest_resource_values(context))
+    backtest_with_overrides = _backtest_op(
+        "backtest_with_overrides", AdhocBacktestConfig, run, any(spec.is_model for spec in specs.values()))
 
     @dg.job(name="adhoc_backtest", description="A backtest with run-config overrides, logged to MLflow; "
             "the canonical strategies/<Name>/backtest asset is left as it is.", tags=aws_contract.ecs_run_tags("backtest"))
@@ -382,9 +400,7 @@ def build_reproduce_job(models: bool = False) -> dg.JobDefinition:
         context.add_output_metadata(metadata)
         return matches
 
-    @dg.op(name="rerun_logged_backtest", required_resource_keys=_backtest_resources(models))
-    def rerun_logged_backtest(context: dg.OpExecutionContext, config: ReproduceConfig):
-        return run(context, config, *_backtest_resource_values(context))
+    rerun_logged_backtest = _backtest_op("rerun_logged_backtest", ReproduceConfig, run, models)
 
     @dg.job(name="reproduce_backtest", description="Re-run a logged backtest from its lineage alone "
             "(config hash, strategy source, markets snapshot, candle versions) and report whether the trades match.",

@@ -45,6 +45,11 @@ class StrategySpec:
     problem: str | None = None
     """Why this strategy cannot run (syntax error, a non-literal metadata value ...), naming the file."""
 
+    @property
+    def code_version(self) -> str:
+        """The strategy file's source hash: the code version of its assets, so Dagster shows when it changed."""
+        return source_hash(self.file)
+
     def ui_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {"file": str(self.file)}
         for key in ("version", "category", "timeframe", "pairs"):

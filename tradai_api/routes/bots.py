@@ -98,9 +98,7 @@ def bot_row(
 
 def all_bots(svc: Services, now: dt.datetime) -> list[dict[str, Any]]:
     """Every bot the backend runs, and every bot with a heartbeat, by bot id."""
-    from resources.bot_control import list_bots
-
-    states = {s.strategy_id: s for s in list_bots(svc.bots.bot_services)}
+    states = {s.strategy_id: s for s in svc.bots.bot_services.list_bots()}
     heartbeats = {h.strategy_id: h for h in svc.bots.trading_state.list()}
     names = strategy_names(svc)
     return [bot_row(svc, i, states.get(i), heartbeats.get(i), now, names) for i in sorted(set(states) | set(heartbeats))]
