@@ -74,10 +74,7 @@ def deployments_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def ecs(aws_env, network):  # noqa: F811
-    sleeps: list[float] = []
-    services = ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env), sleeps)
-    services._test_sleeps = sleeps  # type: ignore[attr-defined]
-    return services
+    return ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env))
 
 
 @pytest.fixture
