@@ -121,6 +121,12 @@ class _Body:
         yield self.content
 
 
+def aws_error_response(code: str) -> AWSResponse:
+    """An ECS (JSON protocol) error answer with the AWS error ``code``, as botocore receives it."""
+    body = json.dumps({"__type": code, "message": f"injected {code}"}).encode()
+    return AWSResponse("http://127.0.0.1", 400, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
+
+
 def fail(services: EcsBotServices, operation: str, code: str, times: int) -> list[int]:
     """Answer the next ``times`` sends of ``operation`` (first attempts and botocore's retries) with the
     AWS error ``code`` instead of sending them; botocore parses and retries it as it would AWS's answer."""
@@ -130,8 +136,7 @@ def fail(services: EcsBotServices, operation: str, code: str, times: int) -> lis
         if len(answered) >= times:
             return None
         answered.append(1)
-        body = json.dumps({"__type": code, "message": f"injected {code}"}).encode()
-        return AWSResponse("http://127.0.0.1", 400, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
+        return aws_error_response(code)
 
     services.client("ecs").meta.events.register(f"before-send.ecs.{operation}", answer)
     return answered
