@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Final
+from typing import Any, Final
 
 PROJECT: Final = "tradai"
 ENVIRONMENTS: Final = ("dev", "staging", "prod")
@@ -212,6 +212,13 @@ TABLE_TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; items without it nev
 
 def trading_state_table(env: str) -> str:
     return f"{PROJECT}-trading-state-{_checked_env(env)}"
+
+
+def adaptive_retries(attempts: int) -> dict[str, Any]:
+    """botocore's retry setting for every AWS client of the product: its ``adaptive`` mode (exponential
+    backoff with jitter on throttling and transient errors, and a client-side rate limit once AWS
+    throttles), ``attempts`` calls at most, the first included."""
+    return {"mode": "adaptive", "total_max_attempts": attempts}
 
 
 # --- ECS, service discovery and images ------------------------------------------------------------

@@ -11,8 +11,10 @@ Exchange keys reach the container only as ``secrets`` entries whose ``valueFrom`
 Manager ARN; their values are never read here. A spec naming a secret that does not exist is refused
 before anything is written.
 
-Throttling (``ThrottlingException`` and its kin) is retried with exponential backoff; any other AWS
-error is raised as ``BotServiceError`` naming the service and the operation.
+Throttling (``ThrottlingException`` and its kin) and transient errors are retried by botocore's own
+``adaptive`` retry mode (exponential backoff with jitter, and a client-side rate limit once AWS
+throttles); any other AWS error, or one that outlasts ``max_attempts``, is raised as
+``BotServiceError`` naming the service, the operation and the attempts.
 
 ``BotServices`` is what every caller takes (assets, jobs, sensors, the API): the interface both
 backends, ``EcsBotServices`` here and ``resources.local_bots.LocalBotServices``, implement, so no
@@ -30,10 +32,8 @@ import hashlib
 import json
 import os
 import re
-import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,9 +61,6 @@ DEPLOYMENT_CONFIGURATION = {
 # ECS trips the breaker of a one-task service after 3 failed tasks (its lower bound); the same count
 # marks a crash loop while the deployment is still in progress.
 CRASH_LOOP_FAILED_TASKS = 3
-THROTTLING_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
-)
 _READ_OPERATION = re.compile(r"^(Describe|List|Get|BatchGet|Query|Scan|Head)")
 # A model strategy's bot loads this version of its model (the champion when the bot was deployed).
 MODEL_VERSION_ENV = "TRADAI_MODEL_VERSION"
@@ -77,7 +74,7 @@ class BotSpecError(ValueError):
 
 
 class BotServiceError(RuntimeError):
-    """An AWS call about one bot's service failed for a reason other than throttling."""
+    """An AWS call about one bot's service failed for good (after botocore's retries)."""
 
 
 @dataclass(frozen=True)
@@ -298,9 +295,8 @@ class EcsBotServices(BotServices):
         default=None, description="AWS endpoint (a local stand-in); boto3's own resolution when None."
     )
     cluster: str | None = Field(default=None, description="ECS cluster; the stack's cluster when None.")
-    max_attempts: int = Field(default=6, ge=1, description="Attempts per AWS call while it is throttled.")
-    backoff_seconds: float = Field(
-        default=0.5, ge=0, description="First wait after a throttled call; doubles with each attempt."
+    max_attempts: int = Field(
+        default=6, ge=1, description="Attempts per AWS call, the first included (botocore's adaptive retries)."
     )
     image: str | None = Field(default=None, description="The bot image (ECR URI with tag) deployments run.")
     configs_bucket: str | None = Field(
@@ -309,7 +305,6 @@ class EcsBotServices(BotServices):
 
     _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
     _calls: AwsCallCounter = PrivateAttr(default_factory=AwsCallCounter)
-    _sleep: Callable[[float], None] = PrivateAttr(default=time.sleep)
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -337,12 +332,11 @@ class EcsBotServices(BotServices):
             import boto3
             from botocore.config import Config
 
-            # Retries are ours (see _call) so that throttling is retried the same way everywhere.
             client = boto3.client(
                 service,
                 region_name=self.region_name,
                 endpoint_url=self.endpoint_url,
-                config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+                config=Config(retries=aws_contract.adaptive_retries(self.max_attempts)),
             )
             self._calls.attach(client)
             self._clients[service] = client
@@ -677,25 +671,18 @@ class EcsBotServices(BotServices):
     # --- secrets and calls ----------------------------------------------------------------------
 
     def _call(self, service_name: str, aws_service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
-        """One AWS call, retried with exponential backoff while throttled."""
+        """One AWS call (botocore retries it while throttled); a failure names the service and operation."""
         from botocore.exceptions import ClientError
 
-        method = getattr(self.client(aws_service), operation)
-        attempt = 1
-        while True:
-            try:
-                return method(**kwargs)
-            except ClientError as exc:
-                code = _error_code(exc)
-                if code not in THROTTLING_CODES or attempt >= self.max_attempts:
-                    message = exc.response.get("Error", {}).get("Message", str(exc))
-                    raise BotServiceError(
-                        f"{aws_service} {operation} for service {service_name} in cluster "
-                        f"{self.cluster_name} failed ({code}, attempt {attempt} of {self.max_attempts}): "
-                        f"{message}"
-                    ) from exc
-                self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
-                attempt += 1
+        try:
+            return getattr(self.client(aws_service), operation)(**kwargs)
+        except ClientError as exc:
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            message = exc.response.get("Error", {}).get("Message", str(exc))
+            raise BotServiceError(
+                f"{aws_service} {operation} for service {service_name} in cluster {self.cluster_name} failed "
+                f"({_error_code(exc)}, attempt {attempts} of {self.max_attempts}): {message}"
+            ) from exc
 
 
 def _error_code(exc: BaseException | None) -> str | None:

@@ -20,6 +20,8 @@ from typing import Any, Literal
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
+from resources import aws_contract
+
 Severity = Literal["info", "warning", "error"]
 LOG = logging.getLogger("tradai.notifications")
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -65,7 +67,7 @@ class Notifier(ConfigurableResource):
             self._sns = boto3.client(
                 "sns", region_name=region, endpoint_url=self.endpoint_url,
                 config=Config(connect_timeout=self.timeout_seconds, read_timeout=self.timeout_seconds,
-                              retries={"mode": "standard", "max_attempts": 3}),
+                              retries=aws_contract.adaptive_retries(4)),
             )
         return self._sns
 

@@ -108,14 +108,13 @@ class DynamoTradingState(TradingState):
             region = self.region or os.environ.get(aws_contract.EnvVar.AWS_REGION)
             if not region:
                 raise ValueError(f"set the region field or {aws_contract.EnvVar.AWS_REGION}")
-            # botocore's standard retry mode retries DynamoDB throttling with backoff.
             from botocore.config import Config
 
             self._client = boto3.client(
                 "dynamodb",
                 region_name=region,
                 endpoint_url=self.endpoint_url,
-                config=Config(retries={"mode": "standard", "max_attempts": 5}),
+                config=Config(retries=aws_contract.adaptive_retries(6)),
             )
         return self._client
 

@@ -1,32 +1,29 @@
-"""Sensors of the model lifecycle: drift (PSI) of every champion, evaluation of new challengers, and a
+"""Sensors of the model lifecycle: reaction to drift of a champion, evaluation of new challengers, and a
 notification for every failed run.
 
-- ``drift_sensor`` (every 6 h; ``TRADAI_DRIFT_INTERVAL_SECONDS``): for each model strategy with a
-  champion, PSI per feature and on the predictions between the champion's stored reference bins and the
-  last ``drift_window_days`` of stored candles. Every tick records an observation of
-  ``strategies/<Name>/model`` with the PSI table. A drift band requests ``train_<Name>`` once per drift
-  event (run key ``drift:<name>:v<champion>:<first drift tick>``) and notifies once; the per-model state
-  lives in the cursor (JSON), so a restarted daemon neither re-requests nor re-notifies.
+- ``drift_sensor`` (every minute): reacts to the ``drift`` asset check of ``strategies/<Name>/model``
+  (``tradai_assets.model_drift``, run every 6 h by its schedule). A new evaluation in the ``drift`` band
+  for the current champion requests ``train_<Name>`` once per drift event (run key
+  ``drift:<name>:v<champion>:<first drift evaluation>``) and notifies once; the per-model state lives
+  in the cursor (JSON), so a restarted daemon neither re-requests nor re-notifies.
 - ``challenger_sensor`` (every 5 min): a ``challenger`` with no decision in the audit log gets one
   ``evaluate_challenger`` run (run key ``evaluate:<name>:v<challenger>``).
 - ``run_failure_notifier``: every failed run of the code location goes to the notifier.
 
-The sensors read state through resources (``model_registry``, ``arctic``, ``notifier``) and do light work
-only: PSI over a week of features and one model's predictions per champion.
+The sensors read state through resources (``model_registry``, ``notifier``) and the Dagster instance and
+do light work only: the drift check measures, the sensor reads its latest result.
 """
 
 
 import json
-import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
-from resources.arctic import ArcticStore
 from resources.model_registry import (
     CHALLENGER,
     CHAMPION,
@@ -35,119 +32,51 @@ from resources.model_registry import (
     RegistryUnavailableError,
 )
 from resources.notifier import Notifier
-from tradai_core.drift import DriftInputError, DriftReport, ReferenceBins, drift_report
-from tradai_core.keys import EVALUATE_JOB, EVALUATE_OP, model_key, train_job_name
-from tradai_core.model_data import (
-    feature_window,
-    market_of,
-    model_settings,
-    model_specs,
-    predict,
-    stored_end,
-    strategy_config,
-)
+from tradai_core import settings
+from tradai_core.keys import EVALUATE_JOB, EVALUATE_OP, drift_check_key, train_job_name
+from tradai_core.model_data import model_specs
 from tradai_core.strategy_config import BASE_CONFIG_PATH
 from tradai_core.strategy_discovery import StrategySpec
 
-DRIFT_INTERVAL_ENV = "TRADAI_DRIFT_INTERVAL_SECONDS"
-DEFAULT_DRIFT_INTERVAL = 6 * 3600
-CHALLENGER_INTERVAL_ENV = "TRADAI_CHALLENGER_INTERVAL_SECONDS"
-DEFAULT_CHALLENGER_INTERVAL = 300
+DRIFT_SENSOR_INTERVAL_SECONDS = 60
 DECISIONS = ("promote", "keep", "inconclusive")
-
-
-def _interval(env: str, default: int) -> int:
-    raw = os.environ.get(env)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{env}={raw!r}: expected a whole number of seconds") from exc
-    if value < 1:
-        raise ValueError(f"{env}={raw!r}: must be at least 1 second")
-    return value
 
 
 # Drift -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ModelDrift:
-    name: str
+@dataclass(frozen=True)
+class DriftEvaluation:
+    """The latest completed evaluation of a model's drift check, as its metadata recorded it."""
+
+    storage_id: int
+    label: str  # when it was evaluated, UTC: 20240301T120000Z
     champion: int
-    report: DriftReport
-    window: tuple[pd.Timestamp, pd.Timestamp]
-    rows: int
-    features: list[str] = field(default_factory=list)
+    band: str
+    metadata: dict[str, Any]
+
+    def psi(self) -> dict[str, float]:
+        return {r.data["feature"]: round(float(r.data["psi"]), 6) for r in self.metadata["psi"].records}
 
 
-def recent_window(arctic: ArcticStore, spec: StrategySpec, champion: int, registry: ModelRegistry,
-                  days: float, base_path: Path) -> tuple[pd.DataFrame, tuple[pd.Timestamp, pd.Timestamp]]:
-    """The features of the last ``days`` of stored candles of the model's pairs, with the champion's
-    predictions as the ``prediction`` column."""
-    from tradai_core.model_strategy import PREDICTION, load_model, load_strategy_class
-
-    market = market_of(strategy_config(spec, base_path))
-    end = stored_end(arctic, market)
-    start = end - pd.Timedelta(days=days)
-    cls = load_strategy_class(spec.file, spec.name)
-    features = feature_window(arctic, cls, market.exchange, market.market_type, market.pairs, market.timeframe,
-                              start=start, end=end)
-    model, _, _ = load_model(spec.name, {"tradai_model": {
-        "name": spec.name, "version": champion, "tracking_uri": registry.tracking_uri,
-        "registry_uri": registry.registry_uri or registry.tracking_uri,
-    }})
-    window = features.copy()
-    window[PREDICTION] = predict(model, features)
-    return window, (start, end)
+def latest_drift_evaluation(instance: dg.DagsterInstance, name: str) -> DriftEvaluation | None:
+    (record, *_) = instance.event_log_storage.get_asset_check_execution_history(
+        drift_check_key(name), limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    ) or [None]
+    if record is None:
+        return None
+    evaluation = record.event.dagster_event.event_specific_data
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    return DriftEvaluation(record.id, evaluation_label(record.event.timestamp), int(metadata["champion_version"]),
+                           str(metadata["band"]), metadata)
 
 
-def measure_drift(spec: StrategySpec, registry: ModelRegistry, arctic: ArcticStore, base_path: Path) -> ModelDrift:
-    champion, stored = registry.reference_bins(spec.name, CHAMPION)
-    reference = ReferenceBins.from_dict(stored)
-    days = float(model_settings(spec).drift_window_days)
-    window, span = recent_window(arctic, spec, champion, registry, days, base_path)
-    report = drift_report(reference, window)
-    return ModelDrift(spec.name, champion, report, span, len(window), list(reference.features))
+def evaluation_label(timestamp: float) -> str:
+    return pd.Timestamp(timestamp, unit="s", tz="UTC").strftime("%Y%m%dT%H%M%SZ")
 
 
-def psi_table(report: DriftReport) -> dg.TableMetadataValue:
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({"feature": str(f), "psi": float(r.psi), "band": str(r.band)})
-                 for f, r in report.table.iterrows()],
-        schema=dg.TableSchema(columns=[
-            dg.TableColumn("feature", "string"), dg.TableColumn("psi", "float"), dg.TableColumn("band", "string"),
-        ]),
-    )
-
-
-def drift_observation(drift: ModelDrift, tick: str) -> dg.AssetObservation:
-    worst = drift.report.table.iloc[0]
-    return dg.AssetObservation(
-        asset_key=model_key(drift.name),
-        metadata={
-            "psi": psi_table(drift.report),
-            "worst_band": drift.report.worst_band,
-            "worst_feature": str(drift.report.table.index[0]),
-            "worst_psi": dg.MetadataValue.float(float(worst["psi"])),
-            "champion_version": drift.champion,
-            "drifting_features": dg.MetadataValue.json(drift.report.features_in("drift")),
-            "warning_features": dg.MetadataValue.json(drift.report.features_in("warning")),
-            "window_start": drift.window[0].isoformat(),
-            "window_end": drift.window[1].isoformat(),
-            "window_rows": drift.rows,
-            "tick": tick,
-        },
-    )
-
-
-def tick_label(now: float | None = None) -> str:
-    return pd.Timestamp(now if now is not None else time.time(), unit="s", tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-
-
-def drift_run_key(name: str, champion: int, first_tick: str) -> str:
-    return f"drift:{name}:v{champion}:{first_tick}"
+def drift_run_key(name: str, champion: int, first_evaluation: str) -> str:
+    return f"drift:{name}:v{champion}:{first_evaluation}"
 
 
 def load_cursor(cursor: str | None) -> dict[str, Any]:
@@ -160,84 +89,86 @@ def load_cursor(cursor: str | None) -> dict[str, Any]:
     return state if isinstance(state.get("models"), dict) else {"models": {}}
 
 
-def build_drift_sensor(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH) -> dg.SensorDefinition:
+def build_drift_sensor(specs: list[StrategySpec], train_jobs: list) -> dg.SensorDefinition:
     """``train_jobs``: the code location's ``train_<Name>`` jobs, the runs this sensor requests."""
-    models = [s for s in model_specs(specs)]
+    models = model_specs(specs)
     jobs = list(train_jobs)
 
     @dg.sensor(
         name="drift_sensor",
         jobs=jobs or None,
-        minimum_interval_seconds=_interval(DRIFT_INTERVAL_ENV, DEFAULT_DRIFT_INTERVAL),
+        minimum_interval_seconds=DRIFT_SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="PSI of every champion model's features and predictions on the recent window against its "
-        "training window; drift requests a retraining (once per drift event) and notifies.",
+        description="Reacts to the drift check of every model: an evaluation in the drift band for the current "
+        "champion requests a retraining (once per drift event) and notifies.",
     )
-    def drift_sensor(context: dg.SensorEvaluationContext, model_registry: ModelRegistry, arctic: ArcticStore,
-                     notifier: Notifier):
-        return evaluate_drift(context, models, model_registry, arctic, notifier, base_path)
+    def drift_sensor(context: dg.SensorEvaluationContext, model_registry: ModelRegistry, notifier: Notifier):
+        return react_to_drift(context, models, model_registry, notifier)
 
     return drift_sensor
 
 
-def evaluate_drift(context, models: list[StrategySpec], registry: ModelRegistry, arctic: ArcticStore,
-                   notifier: Notifier, base_path: Path = BASE_CONFIG_PATH, now: float | None = None) -> dg.SensorResult | dg.SkipReason:
+def react_to_drift(context, models: list[StrategySpec], registry: ModelRegistry,
+                   notifier: Notifier) -> dg.SensorResult | dg.SkipReason:
     """One tick of the drift sensor (see the module docstring)."""
     state = load_cursor(context.cursor)
-    tick = tick_label(now)
-    events, requests, skipped = [], [], []
+    requests, passed = [], []
     for spec in models:
         name = spec.name
-        if spec.problem:
-            skipped.append(f"{name}: {spec.problem}")
+        previous = state["models"].get(name, {})
+        evaluation = latest_drift_evaluation(context.instance, name)
+        if evaluation is None:
+            passed.append(f"{name}: no drift check evaluated yet")
+            continue
+        if evaluation.storage_id == previous.get("evaluation"):
+            passed.append(f"{name}: no new drift check since the one of {previous.get('checked')}")
+            continue
+        seen = {"evaluation": evaluation.storage_id, "checked": evaluation.label}
+        if evaluation.band != "drift":
+            state["models"][name] = {"champion": evaluation.champion, "band": evaluation.band, **seen}
+            passed.append(f"{name}: {evaluation.band} at {evaluation.label}")
             continue
         try:
-            drift = measure_drift(spec, registry, arctic, base_path)
+            champion = registry.version(name, CHAMPION)
         except RegistryUnavailableError as exc:
             # The registry is down for every model: skip the whole tick and keep the state as it was.
-            reason = f"drift check skipped: {exc}"
+            reason = f"drift reaction skipped: {exc}"
             context.log.warning(reason)
             return dg.SkipReason(reason)
-        except ModelRegistryError as exc:  # no champion, no reference bins, a deleted version
-            skipped.append(f"{name}: {exc}")
+        except ModelRegistryError as exc:  # the champion alias was removed, its version deleted
+            passed.append(f"{name}: {exc}")
             continue
-        except (DriftInputError, ValueError, ImportError, RuntimeError, dg.Failure) as exc:
-            # A broken feature pipeline or strategy file: reported, and the other models still checked.
-            message = exc.description if isinstance(exc, dg.Failure) else str(exc)
-            skipped.append(f"{name}: {type(exc).__name__}: {message}")
-            context.log.error(f"drift check of {name} failed: {message}")
+        if champion != evaluation.champion:
+            state["models"][name] = {**previous, **seen}
+            passed.append(f"{name}: the drift evaluated at {evaluation.label} is of v{evaluation.champion}, "
+                          f"the champion is now v{champion}")
             continue
-        events.append(drift_observation(drift, tick))
-        previous = state["models"].get(name, {})
-        if drift.report.worst_band != "drift":
-            state["models"][name] = {"champion": drift.champion, "band": drift.report.worst_band, "checked": tick}
-            continue
-        same_event = previous.get("champion") == drift.champion and previous.get("drift_since")
-        first = previous["drift_since"] if same_event else tick
-        run_key = drift_run_key(name, drift.champion, first)
-        # Requested on every tick of the event under the same run key: Dagster launches it once.
+        same_event = previous.get("champion") == champion and previous.get("drift_since")
+        first = previous["drift_since"] if same_event else evaluation.label
+        run_key = drift_run_key(name, champion, first)
+        # Requested on every drift evaluation of the event under the same run key: Dagster launches it once.
         requests.append(dg.RunRequest(
             run_key=run_key, job_name=train_job_name(name),
-            tags={"tradai/trigger": "drift_sensor", "tradai/model": name, "tradai/champion": str(drift.champion)},
+            tags={"tradai/trigger": "drift_sensor", "tradai/model": name, "tradai/champion": str(champion)},
         ))
         if not (same_event and previous.get("notified")):
-            drifting = drift.report.features_in("drift")
+            drifting = evaluation.metadata["drifting_features"]
+            start, end = (pd.Timestamp(evaluation.metadata[k]) for k in ("window_start", "window_end"))
             notifier.notify(
-                "drift", f"{name}: drift in {len(drifting)} feature(s) of champion v{drift.champion}",
-                f"PSI >= 0.25 on the last {drift.window[1] - drift.window[0]} of candles "
-                f"({drift.window[0]:%Y-%m-%d %H:%M} to {drift.window[1]:%Y-%m-%d %H:%M} UTC) for "
-                f"{', '.join(drifting)}; retraining requested ({run_key}).",
+                "drift", f"{name}: drift in {len(drifting)} feature(s) of champion v{champion}",
+                f"PSI >= 0.25 on the last {end - start} of candles ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} "
+                f"UTC) for {', '.join(drifting)}; retraining requested ({run_key}).",
                 severity="warning",
-                details={"psi": {str(f): round(float(v), 6) for f, v in drift.report.table["psi"].items()}, "run_key": run_key},
+                details={"psi": evaluation.psi(), "run_key": run_key},
             )
-        state["models"][name] = {"champion": drift.champion, "band": "drift", "checked": tick, "drift_since": first,
-                                 "run_key": run_key, "notified": True}
-    for reason in skipped:
-        context.log.info(f"drift check skipped {reason}")
+        state["models"][name] = {"champion": champion, "band": "drift", "drift_since": first, "run_key": run_key,
+                                 "notified": True, **seen}
+    for reason in passed:
+        context.log.info(f"drift sensor passed over {reason}")
     cursor = json.dumps(state, sort_keys=True)
-    if not events and not requests:
-        return dg.SensorResult(skip_reason="; ".join(skipped) or "no model strategy", cursor=cursor)
-    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor)
+    if not requests:
+        return dg.SensorResult(skip_reason="; ".join(passed) or "no model strategy", cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
 # Challenger ---------------------------------------------------------------------------------------
@@ -279,7 +210,7 @@ def build_challenger_sensor(specs: list[StrategySpec], base_path: Path = BASE_CO
         # By name: the job object is the one in Definitions (a second copy here would conflict with it
         # once Definitions binds its resources).
         job_name=EVALUATE_JOB if models else None,
-        minimum_interval_seconds=_interval(CHALLENGER_INTERVAL_ENV, DEFAULT_CHALLENGER_INTERVAL),
+        minimum_interval_seconds=settings.lifecycle_settings().challenger_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="A challenger model with no decision in the audit log gets one champion/challenger evaluation.",
     )
@@ -352,4 +283,4 @@ def build_run_failure_notifier() -> dg.SensorDefinition:
 
 def build_model_sensors(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH) -> list[dg.SensorDefinition]:
     """The drift and challenger sensors over the model strategies, and the failed-run notifier."""
-    return [build_drift_sensor(specs, train_jobs, base_path), build_challenger_sensor(specs, base_path), build_run_failure_notifier()]
+    return [build_drift_sensor(specs, train_jobs), build_challenger_sensor(specs, base_path), build_run_failure_notifier()]

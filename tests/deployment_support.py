@@ -96,18 +96,14 @@ def local_services(home: Path, command: str, **fields: Any) -> LocalBotServices:
                                "stop_timeout_seconds": 5, **fields})
 
 
-def ecs_services(moto, cluster: str, network: dict[str, list[str]], bucket: str, sleeps: list[float] | None = None,
-                 **fields: Any) -> EcsBotServices:
-    services = EcsBotServices(**{
+def ecs_services(moto, cluster: str, network: dict[str, list[str]], bucket: str, **fields: Any) -> EcsBotServices:
+    return EcsBotServices(**{
         "stack": "dev", "cluster": cluster, "region": moto.region, "endpoint_url": moto.url,
         "execution_role_arn": "arn:aws:iam::123456789012:role/tradai-dev-execution",
         "task_role_arn": "arn:aws:iam::123456789012:role/tradai-dev-bot",
         "owner": "quant-team", "cost_center": "research", "image": IMAGE, "configs_bucket": bucket,
-        "backoff_seconds": 0, **network, **fields,
+        **network, **fields,
     })
-    if sleeps is not None:
-        services._sleep = sleeps.append
-    return services
 
 
 def new_cluster(moto) -> str:

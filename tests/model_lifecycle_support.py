@@ -109,12 +109,13 @@ def store_stationary_market(arctic: ArcticStore, days: int = 10, pairs: list[str
 
 
 def append_shifted_market(arctic: ArcticStore, end: pd.Timestamp, days: int = 2, factor: float = 4.0,
-                          pairs: list[str] = SYNTHETIC_PAIRS) -> pd.Timestamp:
+                          pairs: list[str] = SYNTHETIC_PAIRS, trend_per_candle: float = 1e-3) -> pd.Timestamp:
+    """``days`` more candles after ``end``, ``factor`` times as volatile and trending."""
     periods = int(pd.Timedelta(days=days) / STEP)
     for i, pair in enumerate(pairs):
         last = arctic.read_candles("binance", "spot", candle_symbol(pair, "5m", "spot"), start=end - STEP)
         store_candles(arctic, pair, synthetic_candles(end, periods, 2e-3 * factor, seed=50 + i,
-                                                      price=float(last["close"].iloc[-1]), trend_per_candle=1e-3))
+                                                      price=float(last["close"].iloc[-1]), trend_per_candle=trend_per_candle))
     return end + periods * STEP
 
 

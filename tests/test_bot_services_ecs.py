@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
+import botocore.endpoint
 import pytest
 from botocore.awsrequest import AWSResponse
 
@@ -43,9 +46,11 @@ def vpc_network(moto) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def sleeps() -> list[float]:
-    """The backoff waits the resource asked for (recorded instead of slept)."""
-    return []
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backoff waits botocore's retries asked for (recorded instead of slept)."""
+    waits: list[float] = []
+    monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=waits.append, time=time.time))
+    return waits
 
 
 @pytest.fixture
@@ -63,7 +68,6 @@ def services(aws_env, network, sleeps) -> EcsBotServices:
         cost_center="research",
         **network,
     )
-    services._sleep = sleeps.append
     return services
 
 
@@ -109,18 +113,32 @@ def capture(services: EcsBotServices, operation: str) -> list[dict[str, Any]]:
     return seen
 
 
+class _Body:
+    def __init__(self, content: bytes):
+        self.content = content
+
+    def stream(self, **_: Any):
+        yield self.content
+
+
+def aws_error_response(code: str) -> AWSResponse:
+    """An ECS (JSON protocol) error answer with the AWS error ``code``, as botocore receives it."""
+    body = json.dumps({"__type": code, "message": f"injected {code}"}).encode()
+    return AWSResponse("http://127.0.0.1", 400, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
+
+
 def fail(services: EcsBotServices, operation: str, code: str, times: int) -> list[int]:
-    """Answer the next ``times`` ``operation`` calls with the AWS error ``code`` instead of sending them."""
+    """Answer the next ``times`` sends of ``operation`` (first attempts and botocore's retries) with the
+    AWS error ``code`` instead of sending them; botocore parses and retries it as it would AWS's answer."""
     answered: list[int] = []
 
     def answer(**_: Any):
         if len(answered) >= times:
             return None
         answered.append(1)
-        body = {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
-        return AWSResponse("http://127.0.0.1", 400, {}, None), body
+        return aws_error_response(code)
 
-    services.client("ecs").meta.events.register(f"before-call.ecs.{operation}", answer)
+    services.client("ecs").meta.events.register(f"before-send.ecs.{operation}", answer)
     return answered
 
 
@@ -283,17 +301,18 @@ def test_throttling_is_retried_with_backoff(bot_id, services, exchange_secret, s
 
     assert state.status == "ACTIVE"
     assert len(answered) == 2
-    assert sleeps == [0.5, 1.0]
-    # The injected answers never reach the server: only the call that got through is counted.
+    # botocore's exponential backoff with full jitter: up to 1 s, then up to 2 s.
+    assert len(sleeps) == 2 and 0 <= sleeps[0] <= 1 and 0 <= sleeps[1] <= 2
+    # The retries happen inside the one call: it is counted once.
     assert services.calls.writes["CreateService"] == 1
 
 
 def test_throttling_that_outlasts_the_attempts_fails_naming_the_service(bot_id, services, exchange_secret, sleeps):
-    fail(services, "RegisterTaskDefinition", "ThrottlingException", times=100)
+    answered = fail(services, "RegisterTaskDefinition", "ThrottlingException", times=100)
 
     with pytest.raises(BotServiceError, match=rf"register_task_definition for service bot-{bot_id} .*attempt 6 of 6"):
         services.reconcile(spec(bot_id, exchange_secret["name"]))
-    assert len(sleeps) == 5
+    assert len(answered) == 6 and len(sleeps) == 5
 
 
 def test_a_permanent_ecs_error_fails_at_once_naming_the_service(bot_id, services, exchange_secret, sleeps):

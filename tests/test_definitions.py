@@ -12,6 +12,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from tests.market_data_support import MarketDataLocation, write_universe
 from tradai_assets.definitions import build_definitions
+from tradai_core.keys import drift_check_key
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,9 @@ def test_local_definitions_hold_the_market_data_assets_and_checks(tradai_home):
     assert ohlcv.partitions_def.get_partition_keys()[-1] == "2018-01-30"
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["sync_binance_spot_hourly"].default_status == dg.DefaultScheduleStatus.STOPPED
+    # Drift of the shipped model strategy: a check on its model asset, run by a schedule that runs by default.
+    assert drift_check_key("MlMomentum") in defs.resolve_asset_graph().asset_check_keys
+    assert schedules["drift_checks_schedule"].default_status == dg.DefaultScheduleStatus.RUNNING
     assert str(defs.resources["arctic"].uri).startswith(f"lmdb://{tradai_home}")
 
 

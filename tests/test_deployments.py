@@ -30,7 +30,14 @@ from tests.deployment_support import (
     unique,
     write_deployments,
 )
-from tests.test_bot_services_ecs import EXCHANGE_KEY, EXCHANGE_SECRET, aws_env, network  # noqa: F401
+from tests.test_bot_services_ecs import (  # noqa: F401
+    EXCHANGE_KEY,
+    EXCHANGE_SECRET,
+    aws_env,
+    aws_error_response,
+    network,
+    sleeps,
+)
 from tradai_assets.deployments import (
     DEPLOYMENTS_ENV,
     DesiredState,
@@ -74,10 +81,7 @@ def deployments_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def ecs(aws_env, network):  # noqa: F811
-    sleeps: list[float] = []
-    services = ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env), sleeps)
-    services._test_sleeps = sleeps  # type: ignore[attr-defined]
-    return services
+    return ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env))
 
 
 @pytest.fixture
@@ -205,7 +209,7 @@ def created_arn(moto, ecs, bot_id: str) -> str:
 
 
 def test_ecs_throttling_is_retried_and_a_permanent_error_fails_the_asset_naming_the_service(
-    instance, store, deployments_file, ecs, inject
+    instance, store, deployments_file, ecs, inject, sleeps  # noqa: F811
 ):
     name = unique("Dry")
     specs = [strategy(name)]
@@ -217,7 +221,7 @@ def test_ecs_throttling_is_retried_and_a_permanent_error_fails_the_asset_naming_
     # A resource is copied into each run: inject the faults into the copy through botocore's class-level hooks.
     answered = inject("CreateService", "ThrottlingException", times=2)
     created = materialization(deploy(instance, specs, name, resources))
-    assert created["status"] == "ACTIVE" and len(answered) == 2
+    assert created["status"] == "ACTIVE" and len(answered) == 2 and len(sleeps) == 2  # botocore's backoff
 
     inject("UpdateService", "InvalidParameterException", times=100)
     with pytest.raises(dg.Failure) as excinfo:
@@ -228,10 +232,10 @@ def test_ecs_throttling_is_retried_and_a_permanent_error_fails_the_asset_naming_
 
 @pytest.fixture
 def inject():
-    """Answer the next ``times`` ``operation`` calls of every ECS client with ``code`` (a resource is copied
-    into each run, so the faults go in through the default session's hooks, removed after the test)."""
+    """Answer the next ``times`` sends of ``operation`` (botocore's retries included) of every ECS client
+    with ``code`` (a resource is copied into each run, so the faults go in through the default session's
+    hooks, removed after the test)."""
     import boto3
-    from botocore.awsrequest import AWSResponse
 
     session = boto3._get_default_session()
     registered = []
@@ -243,10 +247,9 @@ def inject():
             if len(answered) >= times:
                 return None
             answered.append(1)
-            body = {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
-            return AWSResponse("http://127.0.0.1", 400, {}, None), body
+            return aws_error_response(code)
 
-        event = f"before-call.ecs.{operation}"
+        event = f"before-send.ecs.{operation}"
         session.events.register(event, answer)
         registered.append((event, answer))
         return answered

@@ -24,6 +24,7 @@ from sensors.bots import build_bot_sensors
 from sensors.models import build_model_sensors
 from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
 from tradai_assets.market_data import build_market_data
+from tradai_assets.model_drift import build_model_drift
 from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
 from tradai_assets.strategies import build_strategies
 from tradai_core import settings
@@ -82,13 +83,14 @@ def build_definitions() -> dg.Definitions:
     strategies = build_strategies(entries=universe.markets)
     specs = strategies.specs
     model_jobs, model_schedules = build_model_lifecycle(specs)
+    drift_checks, drift_jobs, drift_schedules = build_model_drift(specs)
     return dg.Definitions(
         assets=market_data.assets
         + strategies.assets
         + build_deployment_assets(specs),
-        asset_checks=market_data.checks + strategies.checks,
-        jobs=market_data.jobs + strategies.jobs + model_jobs + [build_kill_switch_job(specs)],
-        schedules=market_data.schedules + model_schedules,
+        asset_checks=market_data.checks + strategies.checks + drift_checks,
+        jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)],
+        schedules=market_data.schedules + model_schedules + drift_schedules,
         sensors=build_model_sensors(specs, train_jobs(specs)) + build_bot_sensors(specs),
         resources=build_resources(env),
     )

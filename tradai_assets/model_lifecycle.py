@@ -161,7 +161,8 @@ def train_job(name: str) -> UnresolvedAssetJobDefinition:
     if key not in _JOBS:
         _JOBS[key] = dg.define_asset_job(
             train_job_name(name),
-            selection=dg.AssetSelection.assets(model_key(name)),
+            # The drift check runs on its own schedule: a retraining does not wait on it.
+            selection=dg.AssetSelection.assets(model_key(name)).without_checks(),
             description=f"Retrain {name}: materialise {model_key(name).to_user_string()} (a new version, "
             "the challenger, or the champion when there is none).",
             tags=aws_contract.ecs_run_tags("training"),
@@ -562,7 +563,7 @@ def demo_jobs(specs: list[StrategySpec], base_path: Path = BASE_CONFIG_PATH) -> 
     @dg.job(
         name=DEMO_SHIFT_JOB,
         description="Demo: append a few days of synthetic candles (several times the volatility, with a trend) after "
-        "the last stored candle of a model's pairs, so the drift sensor sees a changed market. Append only; "
+        "the last stored candle of a model's pairs, so the drift check sees a changed market. Append only; "
         f"undo with {DEMO_RESTORE_JOB}. See docs/models.md.",
         tags=aws_contract.ecs_run_tags("sync"),
     )

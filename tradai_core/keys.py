@@ -20,6 +20,14 @@ def model_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["strategies", name, "model"])
 
 
+DRIFT_CHECK = "drift"  # the asset check of a model asset that measures its champion's drift
+DRIFT_CHECKS_JOB = "drift_checks"
+
+
+def drift_check_key(name: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(model_key(name), DRIFT_CHECK)
+
+
 TRIGGER_TAG = "tradai/trigger"  # what asked for a deployment run: hotswap, heartbeat, kill_switch, ...
 # The deployment config fields that a redeploy (hot swap, restart) carries over.
 DEPLOYMENT_CONFIG_KEYS = ("mode", "exchange_secret", "stake_amount", "pairs")

@@ -1,14 +1,18 @@
-"""Where things live: one place that reads the environment for paths and the deployment flavour.
+"""Where things live and how often the model lifecycle looks: the environment, read with pydantic-settings.
 
 ``TRADAI_ENV`` picks the resource set (``local`` by default, or ``aws``). Local state lives under
 ``TRADAI_HOME`` (default ``.tradai/`` in the repository): Dagster's home, ArcticDB on LMDB, MLflow on
-SQLite with local artifacts.
+SQLite with local artifacts. The settings are read afresh on every call, so a changed environment
+(a test, a reloaded code location) is seen. A bad value raises ``SettingsError`` naming the variable.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The code location keeps the files quants edit: the universe and the base backtest config.
@@ -16,24 +20,86 @@ CODE_LOCATION_DIR = REPO_ROOT / "tradai_assets"
 ENVIRONMENTS = ("local", "aws")
 
 
+class SettingsError(ValueError):
+    """A missing or invalid setting; the message names the environment variable and its value."""
+
+
+class EnvironmentSettings(BaseSettings):
+    """Settings read from environment variables named by each field's alias, case as written."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True,
+                                      populate_by_name=True)
+
+
+Settings = TypeVar("Settings", bound=EnvironmentSettings)
+
+
+def read(settings: type[Settings], environ: dict[str, str] | None = None, **overrides) -> Settings:
+    """``settings`` from the process environment (or ``environ``), every bad variable named in one
+    ``SettingsError``: ``TRADAI_ENV='staging': Input should be 'local' or 'aws'``."""
+    try:
+        if environ is None:
+            return settings(**overrides)
+        # Only ``environ``: the process environment is not consulted.
+        return settings.model_validate({**_from_mapping(settings, environ), **overrides})
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from exc
+
+
+def _from_mapping(settings: type[EnvironmentSettings], environ: dict[str, str]) -> dict[str, str]:
+    """The values of ``settings``' variables found in ``environ``, by variable (an empty value is unset)."""
+    variables = [info.validation_alias or name for name, info in settings.model_fields.items()]
+    return {v: environ[v] for v in variables if environ.get(v) not in (None, "")}
+
+
+def _describe(error) -> str:
+    variable = error["loc"][0] if error["loc"] else "settings"
+    value = error.get("input")
+    shown = f"{variable}={value!r}" if isinstance(value, str) else str(variable)
+    return f"{shown}: {error['msg']}"
+
+
+class LocationSettings(EnvironmentSettings):
+    tradai_env: Literal["local", "aws"] = Field("local", validation_alias="TRADAI_ENV")
+    tradai_home: Path = Field(REPO_ROOT / ".tradai", validation_alias="TRADAI_HOME")
+    arctic_uri: str | None = Field(None, validation_alias="ARCTICDB_URI")
+    """Locally: ``lmdb://<home>/arctic`` when unset."""
+    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    """Locally: ``sqlite:///<home>/mlflow.db`` when unset."""
+    universe: Path = Field(CODE_LOCATION_DIR / "universe.yaml", validation_alias="TRADAI_UNIVERSE")
+
+
+class LifecycleSettings(EnvironmentSettings):
+    """How often the model lifecycle's schedule and sensors look, in seconds."""
+
+    drift_interval_seconds: int = Field(6 * 3600, ge=1, validation_alias="TRADAI_DRIFT_INTERVAL_SECONDS")
+    """The drift check of every champion runs this often (a cron: see ``tradai_assets.model_drift``)."""
+    challenger_interval_seconds: int = Field(300, ge=1, validation_alias="TRADAI_CHALLENGER_INTERVAL_SECONDS")
+
+
+def location_settings() -> LocationSettings:
+    return read(LocationSettings)
+
+
+def lifecycle_settings() -> LifecycleSettings:
+    return read(LifecycleSettings)
+
+
 def tradai_env() -> str:
-    env = os.environ.get("TRADAI_ENV", "local")
-    if env not in ENVIRONMENTS:
-        raise ValueError(f"TRADAI_ENV={env!r}: expected one of {', '.join(ENVIRONMENTS)}")
-    return env
+    return location_settings().tradai_env
 
 
 def tradai_home() -> Path:
-    return Path(os.environ.get("TRADAI_HOME", REPO_ROOT / ".tradai")).resolve()
+    return location_settings().tradai_home.resolve()
 
 
 def local_arctic_uri() -> str:
-    return os.environ.get("ARCTICDB_URI", f"lmdb://{tradai_home() / 'arctic'}")
+    return location_settings().arctic_uri or f"lmdb://{tradai_home() / 'arctic'}"
 
 
 def local_mlflow_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{tradai_home() / 'mlflow.db'}")
+    return location_settings().mlflow_tracking_uri or f"sqlite:///{tradai_home() / 'mlflow.db'}"
 
 
 def universe_path() -> Path:
-    return Path(os.environ.get("TRADAI_UNIVERSE", CODE_LOCATION_DIR / "universe.yaml")).resolve()
+    return location_settings().universe.resolve()
