@@ -7,7 +7,8 @@ between, and gives up (state ``failed``) after ``max_restarts`` crashes in a row
 ``stable_seconds`` starts the count again. SIGTERM or SIGINT stop it: the bot gets SIGTERM, then
 SIGKILL after ``stop_timeout_seconds``. Its state is in ``status.json`` beside ``launch.json``.
 
-Standard library only, so that a supervisor starts in a fraction of a second.
+Standard library only (psutil, for ``supervisor_pid``, is imported on use), so that a supervisor
+starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -35,6 +36,27 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def supervisor_pid(bot_dir: Path) -> int | None:
+    """The process id of the bot's supervisor while it runs (a reused id of another process does not count)."""
+    import psutil
+
+    pid_file = bot_dir / "supervisor.pid"
+    if not pid_file.is_file():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            if process.ppid() == os.getpid():
+                os.waitpid(pid, 0)  # reap a supervisor this process started and that has exited
+            return None
+        if str(bot_dir) not in process.cmdline():
+            return None
+    except psutil.NoSuchProcess:
+        return None
+    return pid
 
 
 def supervise(bot_dir: Path) -> int:

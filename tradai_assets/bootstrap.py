@@ -1,8 +1,15 @@
-"""Prepare the local instance: copy the repository's dagster.yaml into DAGSTER_HOME and load the
-offline sample (every universe entry with an import directory or a stored markets file) the first
-time, with its checks, so that a fresh ``make dev`` shows materialised market data.
+"""Prepare the local instance: copy the repository's dagster.yaml into DAGSTER_HOME, create the
+local stores, and load the offline sample (every universe entry with an import directory or a stored
+markets file) the first time, with its checks, so that a fresh ``make dev`` shows materialised market
+data.
 
-Runs in-process against the same instance the webserver uses; the runs appear in the UI.
+    python -m tradai_assets.bootstrap [dagster-instance] [mlflow-store] [load-sample]   (all by default)
+
+``dagster-instance`` and ``mlflow-store`` create (or migrate) Dagster's SQLite storage and the MLflow
+SQLite store, each in one process: servers started together on a fresh home would otherwise race to
+create them (MLflow's schema migration then fails in all but one). ``make dev`` runs both, side by
+side, before starting the servers that use them.
+``load-sample`` runs in-process against the same instance the webserver uses; the runs appear in the UI.
 """
 
 from __future__ import annotations
@@ -15,17 +22,35 @@ import time
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from resources.mlflow_tracker import initialise_sqlite_store
 from tradai_assets import settings
-from tradai_assets.definitions import defs
-from tradai_assets.market_data import markets_key, ohlcv_key
-from tradai_assets.universe import load_universe
+
+
+def dagster_home() -> str:
+    return os.environ.setdefault("DAGSTER_HOME", str(settings.tradai_home() / "dagster"))
 
 
 def prepare_dagster_home() -> str:
-    home = os.environ.setdefault("DAGSTER_HOME", str(settings.tradai_home() / "dagster"))
+    home = dagster_home()
     os.makedirs(home, exist_ok=True)
     shutil.copyfile(settings.REPO_ROOT / "dagster.yaml", os.path.join(home, "dagster.yaml"))
     return home
+
+
+def prepare_dagster_instance() -> str:
+    """Dagster's instance storage exists; returns DAGSTER_HOME."""
+    home = prepare_dagster_home()
+    with dg.DagsterInstance.get():  # creates the run, event log and schedule databases
+        pass
+    return home
+
+
+def prepare_mlflow_store() -> str:
+    """The local MLflow store exists and is migrated; returns its URI."""
+    tracking_uri = settings.local_mlflow_uri()
+    if tracking_uri.startswith("sqlite:///"):
+        initialise_sqlite_store(tracking_uri)
+    return tracking_uri
 
 
 # The summary line per asset says what happened; the step-by-step log stays in the UI.
@@ -33,6 +58,11 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def load_sample(instance: dg.DagsterInstance) -> None:
+    # The code location takes seconds to import: only this step needs it.
+    from tradai_assets.definitions import defs
+    from tradai_assets.market_data import markets_key, ohlcv_key
+    from tradai_assets.universe import load_universe
+
     universe = load_universe(settings.universe_path())
     job = defs.resolve_implicit_global_asset_job_def()
     for entry in universe.markets:
@@ -64,11 +94,23 @@ def load_sample(instance: dg.DagsterInstance) -> None:
             sys.exit(f"loading the sample into {key.to_user_string()} failed; see the run in the UI")
 
 
-def main() -> None:
-    home = prepare_dagster_home()
-    print(f"TradAI local instance: DAGSTER_HOME={home}, TRADAI_HOME={settings.tradai_home()}")
-    with dg.DagsterInstance.get() as instance:
-        load_sample(instance)
+STEPS = ("dagster-instance", "mlflow-store", "load-sample")
+
+
+def main(argv: list[str] | None = None) -> None:
+    steps = argv if argv is not None else sys.argv[1:]
+    unknown = [step for step in steps if step not in STEPS]
+    if unknown:
+        sys.exit(f"unknown step {' '.join(unknown)}; usage: python -m tradai_assets.bootstrap [{'] ['.join(STEPS)}]")
+    steps = steps or list(STEPS)
+    if "dagster-instance" in steps:
+        print(f"Dagster instance: DAGSTER_HOME={prepare_dagster_instance()}", flush=True)
+    if "mlflow-store" in steps:
+        print(f"MLflow store: {prepare_mlflow_store()}", flush=True)
+    if "load-sample" in steps:
+        dagster_home()  # prepared already: servers may be reading its dagster.yaml now
+        with dg.DagsterInstance.get() as instance:
+            load_sample(instance)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import pandas as pd
 
 from resources import aws_contract
 from resources.arctic import ArcticStore, candle_library_name, candle_symbol
-from resources.mlflow_tracker import MlflowTracker, _initialised_store
+from resources.mlflow_tracker import MlflowTracker, initialise_sqlite_store
 from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry, ModelRegistryError
 from resources.model_settings import ModelSettings, ModelSettingsError
 from resources.notifier import Notifier
@@ -412,7 +412,7 @@ def _client(registry: ModelRegistry):
 
     for uri in {registry.tracking_uri, registry.registry_uri or registry.tracking_uri}:
         if uri.startswith("sqlite:///"):
-            _initialised_store(uri)
+            initialise_sqlite_store(uri)
     return MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.registry_uri or registry.tracking_uri)
 
 

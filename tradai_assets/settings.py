@@ -33,5 +33,10 @@ def local_mlflow_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{tradai_home() / 'mlflow.db'}")
 
 
+def local_mlflow_ui_url() -> str:
+    """Where links to MLflow runs point; ``make dev`` sets it to the MLflow UI it starts."""
+    return os.environ.get("MLFLOW_UI_URL", "http://127.0.0.1:5000")
+
+
 def universe_path() -> Path:
     return Path(os.environ.get("TRADAI_UNIVERSE", Path(__file__).parent / "universe.yaml")).resolve()
