@@ -18,7 +18,7 @@ Ports come from ``TRADAI_DAGSTER_PORT`` (3000), ``TRADAI_MLFLOW_PORT`` (5000), `
 unset starts the simulated exchange for dry-run bots; empty sends them to the real exchange; any other
 URL is used as it is.
 
-Standard library and psutil only: the supervisor itself starts at once and stays small.
+Standard library, PyYAML and psutil only: the supervisor itself starts at once and stays small.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from tradai_assets import settings
 
@@ -188,8 +190,6 @@ class Service:
 
 def group_alive(pgid: int) -> bool:
     """Whether any live (not zombie) process is left in the process group."""
-    import psutil
-
     for process in psutil.process_iter(["status"]):
         try:
             if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
@@ -201,8 +201,6 @@ def group_alive(pgid: int) -> bool:
 
 def local_bot_processes(home: Path) -> list:
     """Every running local bot supervisor under ``home/bots`` and the bot it runs (psutil processes)."""
-    import psutil
-
     from resources.bot_supervisor import supervisor_pid
 
     bots_dir = home / "bots"
@@ -222,8 +220,6 @@ def local_bot_processes(home: Path) -> list:
 def stop_local_bots(home: Path, timeout: float) -> list[str]:
     """SIGTERM every local bot's supervisor (it stops its bot) and wait; kill what is left after
     ``timeout``. Returns what had to be killed."""
-    import psutil
-
     processes = local_bot_processes(home)
     supervisors = [p for p in processes if _runs_supervisor(p)]
     for process in supervisors:
@@ -241,8 +237,6 @@ def stop_local_bots(home: Path, timeout: float) -> list[str]:
 
 
 def _runs_supervisor(process) -> bool:
-    import psutil
-
     try:
         return "resources.bot_supervisor" in process.cmdline()
     except psutil.NoSuchProcess:
@@ -333,6 +327,7 @@ class DevServer:
         }
         self.services: list[Service] = []
         self.sample: Service | None = None
+        self.preparing: list[Service] = []
         self.stop_requests = 0
         self.workspace_dir = tempfile.TemporaryDirectory(prefix="tradai-dev-workspace-")
 
@@ -341,34 +336,40 @@ class DevServer:
     def say(self, text: str) -> None:
         print(text, flush=True)
 
+    def start_exchange(self) -> None:
+        """The simulated exchange uses no store: it starts while the stores are prepared."""
+        if self.own_exchange:
+            exchange = Service(
+                "exchange simulator", [sys.executable, "-m", "resources.local_exchange", "--host", HOST,
+                                       "--port", str(self.ports["TRADAI_LOCAL_EXCHANGE_PORT"])],
+                settings.REPO_ROOT, self.logs / "exchange.log", http_probe(f"{self.exchange_url}/api/v3/ping"), self.exchange_url,
+            )
+            exchange.start(self.environment)
+            self.services.append(exchange)
+
     def prepare(self) -> None:
         """Each store with migrations is created by one process, before the servers that use it start."""
         started = time.monotonic()
         self.say("Preparing the local stores (Dagster instance, MLflow store)...")
-        steps = {
-            step: subprocess.Popen([sys.executable, "-m", "tradai_assets.bootstrap", step], cwd=settings.REPO_ROOT,
-                                   env=self.environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
-            for step in ("dagster-instance", "mlflow-store")
-        }
-        for step, process in steps.items():
-            output, _ = process.communicate()
-            if process.returncode != 0:
-                raise ServiceFailed(f"preparing the {step} failed (exit {process.returncode}):\n{output}")
-            self.say(f"  {output.strip()}")
+        for step in ("dagster-instance", "mlflow-store"):
+            preparation = Service(f"preparing the {step}", [sys.executable, "-m", "tradai_assets.bootstrap", step],
+                                  settings.REPO_ROOT, self.logs / f"{step}.log", None)
+            preparation.start(self.environment)
+            self.preparing.append(preparation)
+        while any(step.exited() is None for step in self.preparing) and not self.stop_requests:
+            self.check_running(self.services)
+            time.sleep(0.2)
+        for step in self.preparing:
+            if step.exited() not in (0, None):
+                raise ServiceFailed(f"{step.name} failed (exit {step.exited()}); the end of {step.log}:\n{step.log_tail()}")
+            self.say(f"  {step.log.read_text().strip().splitlines()[-1]}")  # the step's summary; MLflow's migration log stays in the file
         self.say(f"  ready after {time.monotonic() - started:5.1f} s: local stores")
 
     def build_services(self) -> tuple[list[Service], list[Service]]:
-        """The services started at once, and the Dagster ones that wait for the code server."""
+        """The services started once the stores are ready, and the Dagster ones that wait for the code server."""
         repo = settings.REPO_ROOT
         log = self.logs.joinpath
         first: list[Service] = []
-        if self.own_exchange:
-            first.append(Service(
-                "exchange simulator", [sys.executable, "-m", "resources.local_exchange", "--host", HOST,
-                                       "--port", str(self.ports["TRADAI_LOCAL_EXCHANGE_PORT"])],
-                repo, log("exchange.log"), http_probe(f"{self.exchange_url}/api/v3/ping"), self.exchange_url,
-            ))
         first.append(Service(
             "MLflow UI", [str(BIN / "mlflow"), "server", "--backend-store-uri", self.environment["MLFLOW_TRACKING_URI"],
                           "--default-artifact-root", str(self.home / "mlartifacts"), "--host", HOST,
@@ -530,37 +531,55 @@ class DevServer:
             self.say(f"Loading the sample FAILED (exit {code}); the servers keep running. The end of {self.sample.log}:\n{self.sample.log_tail()}")
 
     def stop(self) -> list[str]:
-        """SIGTERM every group (services, the sample loader) and bot; SIGKILL what is left after
-        STOP_SECONDS. Returns what had to be killed."""
-        processes = [s for s in [*self.services, self.sample] if s is not None and s.process is not None]
-        for service in processes:
-            try:
-                os.killpg(service.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        """SIGTERM every group (services, the sample loader) and bot, code servers last, and let the
+        store preparations finish; SIGKILL the rest of what is left after STOP_SECONDS. Returns what had to be killed."""
+        started = [s for s in [*self.preparing, *self.services, self.sample] if s is not None and s.process is not None]
+        # A code server waits for its clients' open calls (the webserver's and the daemon's) to end.
+        code_servers = [s for s in started if s.name.startswith("code server")]
+        # A store's migration stopped half-way could leave it unusable: preparations finish on their own.
+        clients = [s for s in started if s not in code_servers and s not in self.preparing]
         deadline = time.monotonic() + STOP_SECONDS
-        killed = stop_local_bots(self.home, STOP_SECONDS)
-        for service in processes:
-            while time.monotonic() < deadline and (service.exited() is None or group_alive(service.process.pid)):
-                time.sleep(0.1)
+        for service in clients:
+            _signal_group(service, signal.SIGTERM)
+        killed = stop_local_bots(self.home, STOP_SECONDS / 2)
+        self._wait_gone(clients, time.monotonic() + STOP_SECONDS / 2)
+        for service in code_servers:
+            _signal_group(service, signal.SIGTERM)
+        self._wait_gone(started, deadline)
+        unfinished = [s for s in self.preparing if s.exited() is None]
+        if unfinished:
+            self.say(f"Waiting for {', '.join(s.name for s in unfinished)} to finish (Ctrl-C again kills it)...")
+            for step in unfinished:
+                step.process.wait()
+        for service in started:
             if service.exited() is None or group_alive(service.process.pid):
                 killed.append(service.name)
-                os.killpg(service.process.pid, signal.SIGKILL)
+                _signal_group(service, signal.SIGKILL)
                 service.process.wait()
         return killed
 
+    @staticmethod
+    def _wait_gone(services: list[Service], deadline: float) -> None:
+        for service in services:
+            while time.monotonic() < deadline and (service.exited() is None or group_alive(service.process.pid)):
+                time.sleep(0.1)
+
     def kill_everything(self) -> None:
-        for service in [*self.services, self.sample]:
+        for service in [*self.preparing, *self.services, self.sample]:
             if service is not None and service.process is not None:
-                try:
-                    os.killpg(service.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _signal_group(service, signal.SIGKILL)
         for process in local_bot_processes(self.home):
             try:
                 process.kill()
-            except Exception:  # gone already  # noqa: BLE001
+            except psutil.NoSuchProcess:
                 pass
+
+
+def _signal_group(service: Service, signum: int) -> None:
+    try:
+        os.killpg(service.process.pid, signum)
+    except ProcessLookupError:
+        pass  # the whole group has exited
 
 
 def main() -> int:
@@ -572,6 +591,7 @@ def main() -> int:
     status = 0
     try:
         server.say(f"Starting TradAI (Ctrl-C stops it); service logs in {server.logs}")
+        server.start_exchange()
         server.prepare()
         if not server.stop_requests:
             server.start()
