@@ -3,6 +3,7 @@ cannot start, and stopping local bots."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,27 @@ def test_a_service_that_cannot_start_stops_everything_with_its_error_shown(tmp_p
 
     assert [e.name for e in MlflowClient(f"sqlite:///{home / 'mlflow.db'}").search_experiments()] == ["Default"]
     assert (home / "dagster" / "history" / "runs.db").is_file(), result.stdout
+
+
+def test_a_stop_waits_for_the_stores_preparation_and_a_second_one_forces_it(tmp_path):
+    home = tmp_path / "tradai"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADAI_", "DAGSTER_", "MLFLOW_", "ARCTICDB_"))}
+    env.update(TRADAI_HOME=str(home), TRADAI_API_JWT_SECRET="test-secret-0123456789abcdef0123456789",
+               **{k: str(free_port()) for k in ("TRADAI_DAGSTER_PORT", "TRADAI_MLFLOW_PORT", "TRADAI_API_PORT", "TRADAI_LOCAL_EXCHANGE_PORT")})
+    process = subprocess.Popen([sys.executable, "-m", "tradai_assets.devserver"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Preparing the local stores"):
+            process.send_signal(signal.SIGTERM)
+        if line.startswith("Waiting for preparing the"):
+            process.send_signal(signal.SIGTERM)
+            break
+    output = "".join(lines) + process.stdout.read()
+    assert process.wait(timeout=30) == 1, output
+    assert "Stopped by force." in output and "Traceback" not in output
+    assert processes_of(home) == []
 
 
 def test_stopping_local_bots_stops_each_supervisor_and_its_bot(tmp_path):

@@ -45,7 +45,7 @@ from tradai_assets import settings
 HOST = "127.0.0.1"
 PORTS = {"TRADAI_DAGSTER_PORT": 3000, "TRADAI_MLFLOW_PORT": 5000, "TRADAI_API_PORT": 8000, "TRADAI_LOCAL_EXCHANGE_PORT": 8300}
 START_SECONDS = 600.0  # a service not answering by then has failed (a loaded 2-core machine takes ~2 min)
-STOP_SECONDS = 8.0  # grace after SIGTERM before SIGKILL: the whole stop stays within 10 s
+STOP_SECONDS = 9.0  # grace after SIGTERM before SIGKILL: the whole stop stays within 10 s
 PROGRESS_SECONDS = 5.0
 LOG_TAIL_LINES = 40
 BIN = Path(sys.executable).parent
@@ -329,6 +329,7 @@ class DevServer:
         self.sample: Service | None = None
         self.preparing: list[Service] = []
         self.stop_requests = 0
+        self.give_back_terminal: Callable[[], None] = lambda: None
         self.workspace_dir = tempfile.TemporaryDirectory(prefix="tradai-dev-workspace-")
 
     # Start-up -------------------------------------------------------------------------------------
@@ -359,6 +360,8 @@ class DevServer:
         while any(step.exited() is None for step in self.preparing) and not self.stop_requests:
             self.check_running(self.services)
             time.sleep(0.2)
+        if self.stop_requests:
+            return
         for step in self.preparing:
             if step.exited() not in (0, None):
                 raise ServiceFailed(f"{step.name} failed (exit {step.exited()}); the end of {step.log}:\n{step.log_tail()}")
@@ -397,6 +400,9 @@ class DevServer:
                                         *(["--attribute", entry["attribute"]] if entry.get("attribute") else []),
                                         "--location-name", name, "--working-directory", str(repo)],
                 repo, log(f"code-server-{name}.log"), None,
+                # Calls still running at a stop (a sensor tick, say) get 2 s instead of the gRPC
+                # timeout (60 s): the code server stops in about 4 s.
+                env={"DAGSTER_GRPC_SHUTDOWN_GRACE_PERIOD": "2"},
             ))
             workspace.append({"grpc_server": {"host": HOST, "port": code_port, "location_name": name}})
         workspace_file = Path(self.workspace_dir.name) / "workspace.yaml"
@@ -511,6 +517,7 @@ class DevServer:
         if self.stop_requests > 1:
             self.kill_everything()
             self.say("Stopped by force.")
+            self.give_back_terminal()
             os._exit(1)
 
     def watch(self) -> None:
@@ -537,12 +544,12 @@ class DevServer:
         # A store's migration stopped half-way could leave it unusable: preparations finish on their own.
         services = [s for s in started if s not in self.preparing]
         deadline = time.monotonic() + STOP_SECONDS
-        # All at once: the code server, the slowest to stop (about 4 s), waits for its clients'
-        # calls to end, which they do as they stop.
+        # All at once: the code server, the slowest to stop, waits for its clients' calls to end,
+        # which they do as they stop.
         for service in services:
             _signal_group(service, signal.SIGTERM)
         killed = stop_local_bots(self.home, STOP_SECONDS)
-        self._wait_gone(started, deadline)
+        self._wait_gone(services, deadline)
         unfinished = [s for s in self.preparing if s.exited() is None]
         if unfinished:
             self.say(f"Waiting for {', '.join(s.name for s in unfinished)} to finish (Ctrl-C again kills it)...")
@@ -581,8 +588,8 @@ def _signal_group(service: Service, signum: int) -> None:
 
 def main() -> int:
     begun = time.monotonic()
-    give_back_terminal = take_terminal()
     server = DevServer(dict(os.environ))
+    server.give_back_terminal = take_terminal()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, server.request_stop)
     status = 0
@@ -607,7 +614,7 @@ def main() -> int:
     if killed:
         server.say(f"Killed after {STOP_SECONDS:.0f} s: {', '.join(killed)}")
     server.say(f"Stopped in {time.monotonic() - stopping:.1f} s.")
-    give_back_terminal()
+    server.give_back_terminal()
     return status
 
 
