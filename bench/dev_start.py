@@ -30,7 +30,7 @@ from tradai_assets.devserver import api_probe, dagster_daemon_probe, dagster_ui_
 
 BIN = Path(sys.executable).parent
 SECRET = "bench-secret-0123456789abcdef0123456789"
-READY = re.compile(r"ready after\s+([\d.]+) s: ([^(]+?) \(")
+READY = re.compile(r"ready after\s+([\d.]+) s: ([^(\n]+?)(?: \(|$)")
 
 
 def environment(home: Path, ports: dict[str, int]) -> dict[str, str]:

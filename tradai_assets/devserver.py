@@ -328,6 +328,7 @@ class DevServer:
         self.services: list[Service] = []
         self.sample: Service | None = None
         self.preparing: list[Service] = []
+        self.probed: dict[str, tuple[str | ServiceFailed, float]] = {}  # by service: outcome, when
         self.stop_requests = 0
         self.give_back_terminal: Callable[[], None] = lambda: None
         self.workspace_dir = tempfile.TemporaryDirectory(prefix="tradai-dev-workspace-")
@@ -345,8 +346,7 @@ class DevServer:
                                        "--port", str(self.ports["TRADAI_LOCAL_EXCHANGE_PORT"])],
                 settings.REPO_ROOT, self.logs / "exchange.log", http_probe(f"{self.exchange_url}/api/v3/ping"), self.exchange_url,
             )
-            exchange.start(self.environment)
-            self.services.append(exchange)
+            self.launch(exchange)
 
     def prepare(self) -> None:
         """Each store with migrations is created by one process, before the servers that use it start."""
@@ -421,8 +421,7 @@ class DevServer:
     def start(self) -> None:
         first, dagster_services = self.build_services()
         for service in first:
-            service.start(self.environment)
-            self.services.append(service)
+            self.launch(service)
         # Loading the sample yields the CPU to the servers coming up; its runs appear in the UI.
         self.sample = Service("sample data", [sys.executable, "-m", "tradai_assets.bootstrap", "load-sample"],
                               settings.REPO_ROOT, self.logs / "sample.log", None, nice=10)
@@ -439,8 +438,7 @@ class DevServer:
                 raise ServiceFailed(f"the code server did not listen within {START_SECONDS:.0f} s")
             time.sleep(0.2)
         for service in dagster_services:
-            service.start(self.environment)
-            self.services.append(service)
+            self.launch(service)
 
     def check_running(self, services: list[Service]) -> None:
         for service in services:
@@ -448,34 +446,37 @@ class DevServer:
             if code is not None:
                 raise ServiceFailed(f"{service.name} exited with status {code}; the end of {service.log}:\n{service.log_tail()}")
 
+    def launch(self, service: Service) -> None:
+        """Start the service and, when it has a health endpoint, poll it from a thread of its own."""
+        service.start(self.environment)
+        self.services.append(service)
+        if service.probe is not None:
+            threading.Thread(target=self._poll, args=(service,), name=f"probe {service.name}", daemon=True).start()
+
+    def _poll(self, service: Service) -> None:
+        while not self.stop_requests:
+            try:
+                detail = service.probe()
+            except ServiceFailed as exc:
+                self.probed[service.name] = (exc, time.monotonic())
+                return
+            if detail is not None:
+                self.probed[service.name] = (detail, time.monotonic())
+                return
+            time.sleep(0.5)
+
     def wait_ready(self, begun: float) -> None:
         pending = {s.name: s for s in self.services if s.probe is not None}
-        results: dict[str, str | BaseException] = {}
-
-        def poll(service: Service) -> None:
-            while service.name not in results and not self.stop_requests:
-                try:
-                    detail = service.probe()
-                except ServiceFailed as exc:
-                    results[service.name] = exc
-                    return
-                if detail is not None:
-                    results[service.name] = detail
-                    return
-                time.sleep(0.5)
-
-        for service in pending.values():
-            threading.Thread(target=poll, args=(service,), name=f"probe {service.name}", daemon=True).start()
         last_progress = time.monotonic()
         while pending and not self.stop_requests:
             self.check_running(self.services)
             for name in list(pending):
-                if name in results:
+                if name in self.probed:
                     service = pending.pop(name)
-                    outcome = results[name]
+                    outcome, answered_at = self.probed[name]
                     if isinstance(outcome, BaseException):
                         raise ServiceFailed(f"{name}: {outcome}; the end of {service.log}:\n{service.log_tail()}")
-                    service.ready_after, service.detail = time.monotonic() - begun, outcome
+                    service.ready_after, service.detail = answered_at - begun, outcome
                     self.say(f"  ready after {service.ready_after:5.1f} s: {name} ({outcome})")
             now = time.monotonic()
             for service in pending.values():
