@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,22 @@ from tradai_core.candles import candle_library_name
 MARKETS_LIBRARY = "markets"
 
 
-@functools.cache
+# One Arctic instance per store and process. LMDB does not support opening one environment twice in
+# a process (ArcticDB warns that reads may then be wrong), and the API's request threads ask for the
+# store at the same moment: the lock makes the first caller open it and the others wait for that one.
+_ARCTICS: dict[str, Any] = {}
+_ARCTICS_LOCK = threading.Lock()
+
+
 def _connect(uri: str):
+    key = _store_key(uri)
+    with _ARCTICS_LOCK:
+        if key not in _ARCTICS:
+            _ARCTICS[key] = _open(uri)
+        return _ARCTICS[key]
+
+
+def _open(uri: str):
     import arcticdb  # imported on first use: loading the code location stays fast
     from arcticdb.config import set_config_int
 
@@ -42,11 +56,19 @@ def _connect(uri: str):
     # drop that write. Always read the current version.
     set_config_int("VersionMap.ReloadInterval", 0)
 
-    # LMDB refuses a second open of the same environment in one process: share one handle per URI.
     root = _lmdb_root(uri)
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
     return arcticdb.Arctic(uri)
+
+
+def _store_key(uri: str) -> str:
+    """The same LMDB directory under any spelling (relative, trailing slash) is the same store."""
+    root = _lmdb_root(uri)
+    if root is None:
+        return uri
+    _, _, query = uri.partition("?")
+    return f"lmdb://{root.resolve()}?{query}"
 
 
 def _lmdb_root(uri: str) -> Path | None:

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from resources import aws_contract
 from resources.bot_services import BotServices, BotSpec, BotSpecError, BotState
-from tradai_core.state_files import now, read_json, write_json
+from tradai_core.state_files import now, read_json, supervisor_pid, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPERVISOR_MODULE = "tradai_bot.supervisor"
@@ -280,21 +280,4 @@ class LocalBotServices(BotServices):
         }
 
     def _supervisor_pid(self, bot_dir: Path) -> int | None:
-        """The supervisor's process id while it runs (a reused id of another process does not count)."""
-        import psutil
-
-        pid_file = bot_dir / "supervisor.pid"
-        if not pid_file.is_file():
-            return None
-        pid = int(pid_file.read_text())
-        try:
-            process = psutil.Process(pid)
-            if process.status() == psutil.STATUS_ZOMBIE:
-                if process.ppid() == os.getpid():
-                    os.waitpid(pid, 0)  # reap a supervisor this process started and that has exited
-                return None
-            if str(bot_dir) not in process.cmdline():
-                return None
-        except psutil.NoSuchProcess:
-            return None
-        return pid
+        return supervisor_pid(bot_dir)

@@ -17,11 +17,12 @@ from pydantic import Field
 
 
 @functools.cache
-def _initialised_store(tracking_uri: str) -> None:
+def initialise_sqlite_store(tracking_uri: str) -> None:
     """Create (or migrate) a SQLite tracking store under a file lock, once per process.
 
     MLflow builds a new SQLite store's tables on first use, and two processes doing that at once
-    (parallel backtests on a fresh store) collide on the schema migration."""
+    (parallel backtests on a fresh store, or ``mlflow server`` beside a sensor) collide on the schema
+    migration. ``make dev`` calls this before it starts any server."""
     from mlflow import MlflowClient
 
     database = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -61,7 +62,7 @@ class MlflowTracker(ConfigurableResource):
         from mlflow import MlflowClient
 
         if self.tracking_uri.startswith("sqlite:///"):
-            _initialised_store(self.tracking_uri)
+            initialise_sqlite_store(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:

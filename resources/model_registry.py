@@ -29,7 +29,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.arctic import ArcticStore
-from resources.mlflow_tracker import _initialised_store, experiment_id
+from resources.mlflow_tracker import experiment_id, initialise_sqlite_store
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 MODELS_LIBRARY = "models"
@@ -146,7 +146,7 @@ class ModelRegistry(ConfigurableResource):
 
         for uri in {self.tracking_uri, self._registry}:
             if uri.startswith("sqlite:///"):
-                _initialised_store(uri)
+                initialise_sqlite_store(uri)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self._registry)
 
     @contextmanager

@@ -160,7 +160,7 @@ def local_stack(root: Path, strategy_files: list[str]) -> Iterator[Stack]:
         "TRADAI_DAGSTER_GRAPHQL_URL": graphql_url, "TRADAI_API_URL": f"http://127.0.0.1:{api_port}",
         "TRADAI_CONFIG": str(root / "no-config.toml"),
     })
-    bootstrap = subprocess.run([sys.executable, "-m", "tradai_assets.bootstrap"], cwd=REPO, env=env,
+    bootstrap = subprocess.run([sys.executable, "-m", "tradai_dev.bootstrap"], cwd=REPO, env=env,
                                capture_output=True, text=True, timeout=300)
     assert bootstrap.returncode == 0, bootstrap.stderr[-3000:]
     # As `make dev` does: start outside the repository so Dagster reads only DAGSTER_HOME's dagster.yaml.

@@ -47,6 +47,9 @@ def test_backtest_materialises_offline_with_metrics_summary_plot_and_mlflow_run(
     meta = materialization_metadata(sample_run, backtest_key("SampleStrategy"))
     assert METRICS <= set(meta)
     assert meta["trades"] == 102 and meta["profit_total_abs"] == pytest.approx(0.01240546, abs=1e-8)
+    # The base wallet (0.2 BTC) fits three 0.05 BTC stakes: profit and drawdown are readable percentages.
+    assert meta["profit_total"] == pytest.approx(0.01240546 / 0.2, rel=1e-4)
+    assert 0.001 < meta["max_drawdown"] < 0.5
     assert "SampleStrategy" in meta["summary"] and meta["timerange"] == "20180110-20180131"
     assert meta["equity_curve"].startswith("![equity curve of SampleStrategy](data:image/png;base64,")
     assert meta["mlflow_run"].startswith("http://127.0.0.1:5000/#/experiments/")

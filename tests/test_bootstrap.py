@@ -11,7 +11,7 @@ from tests.market_data_support import REPO
 
 
 def run_bootstrap(env):
-    return subprocess.run([sys.executable, "-m", "tradai_assets.bootstrap"], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "tradai_dev.bootstrap"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -57,7 +57,9 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
     else:
         arctic = ArcticStore(uri=settings.local_arctic_uri())
         mlflow = MlflowTracker(
-            tracking_uri=settings.local_mlflow_uri(), artifact_root=str(settings.tradai_home() / "mlartifacts")
+            tracking_uri=settings.local_mlflow_uri(),
+            artifact_root=str(settings.tradai_home() / "mlartifacts"),
+            ui_url=settings.local_mlflow_ui_url(),
         )
         registry = ModelRegistry(tracking_uri=settings.local_mlflow_uri(), store=arctic)
         notifier = Notifier(webhook_url=webhook)

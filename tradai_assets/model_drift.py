@@ -26,7 +26,15 @@ from resources.model_registry import CHAMPION, ModelRegistry, RegistryUnavailabl
 from tradai_core import settings
 from tradai_core.drift import DriftReport, ReferenceBins, drift_report
 from tradai_core.keys import DRIFT_CHECK, DRIFT_CHECKS_JOB, drift_check_key, model_key
-from tradai_core.model_data import feature_window, market_of, model_settings, model_specs, predict, stored_end, strategy_config
+from tradai_core.model_data import (
+    feature_window,
+    market_of,
+    model_settings,
+    model_specs,
+    predict,
+    stored_end,
+    strategy_config,
+)
 from tradai_core.strategy_config import BASE_CONFIG_PATH
 from tradai_core.strategy_discovery import StrategySpec
 

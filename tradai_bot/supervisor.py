@@ -7,7 +7,8 @@ between, and gives up (state ``failed``) after ``max_restarts`` crashes in a row
 ``stable_seconds`` starts the count again. SIGTERM or SIGINT stop it: the bot gets SIGTERM, then
 SIGKILL after ``stop_timeout_seconds``. Its state is in ``status.json`` beside ``launch.json``.
 
-Standard library only, so that a supervisor starts in a fraction of a second.
+Standard library only (psutil, for ``supervisor_pid``, is imported on use), so that a supervisor
+starts in a fraction of a second.
 """
 
 from __future__ import annotations

@@ -66,6 +66,8 @@ class LocationSettings(EnvironmentSettings):
     """Locally: ``lmdb://<home>/arctic`` when unset."""
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     """Locally: ``sqlite:///<home>/mlflow.db`` when unset."""
+    mlflow_ui_url: str = Field("http://127.0.0.1:5000", validation_alias="MLFLOW_UI_URL")
+    """Where links to MLflow runs point; ``make dev`` sets it to the MLflow UI it starts."""
     universe: Path = Field(CODE_LOCATION_DIR / "universe.yaml", validation_alias="TRADAI_UNIVERSE")
 
 
@@ -99,6 +101,10 @@ def local_arctic_uri() -> str:
 
 def local_mlflow_uri() -> str:
     return location_settings().mlflow_tracking_uri or f"sqlite:///{tradai_home() / 'mlflow.db'}"
+
+
+def local_mlflow_ui_url() -> str:
+    return location_settings().mlflow_ui_url
 
 
 def universe_path() -> Path:
