@@ -30,11 +30,27 @@ HEAVY_MODULES = (
 )
 
 
+# Held while the warm-up imports. MLflow's package imports itself in cycles that a second thread
+# importing it at the same moment finds half-initialised (ImportError: cannot import name ... from
+# partially initialized module 'mlflow.tracking'), so store calls wait for the warm-up to finish.
+_WARMING_UP = threading.Lock()
+
+
+def heavy_modules_imported() -> None:
+    """Return once the warm-up's imports are done (at once when no warm-up runs)."""
+    with _WARMING_UP:
+        pass
+
+
 def warm_up() -> threading.Thread:
     def import_all() -> None:
-        for name in HEAVY_MODULES:
-            importlib.import_module(name)
+        try:
+            for name in HEAVY_MODULES:
+                importlib.import_module(name)
+        finally:
+            _WARMING_UP.release()
 
+    _WARMING_UP.acquire()  # before the thread starts, so that no request can slip in ahead of it
     thread = threading.Thread(target=import_all, name="tradai-api-warm-up", daemon=True)
     thread.start()
     return thread
@@ -49,6 +65,7 @@ class BacktestArtifacts:
         self.stats = functools.lru_cache(maxsize=16)(self._download_stats)
 
     def _tracker(self):
+        heavy_modules_imported()
         from resources.mlflow_tracker import MlflowTracker
 
         return MlflowTracker(tracking_uri=self.tracking_uri)
@@ -95,6 +112,7 @@ class MarketData:
         self.universe_path = universe_path
 
     def _arctic(self):
+        heavy_modules_imported()
         from resources.arctic import ArcticStore
 
         return ArcticStore(uri=self.arctic_uri)
@@ -153,6 +171,7 @@ class ModelStore:
 
     def registry(self):
         if self._registry is None:
+            heavy_modules_imported()
             from resources.arctic import ArcticStore
             from resources.model_registry import ModelRegistry
 
