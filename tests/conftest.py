@@ -1,4 +1,5 @@
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -51,6 +52,29 @@ def arctic(tmp_path: Path) -> ArcticStore:
 def instance():
     with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
         yield inst
+
+
+class FakeClock:
+    """A UTC clock that moves only when the test moves it, starting at the real time (the Dagster
+    instance stamps runs and materialisations with the real clock)."""
+
+    def __init__(self) -> None:
+        self.current = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def time(self) -> float:
+        return self.current.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """For product code that takes a clock: a limit expires when the test says so, not after a sleep."""
+    return FakeClock()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +18,7 @@ from resources.backtest_store import BacktestStore
 from resources.model_registry import ModelRegistry
 from resources.notifier import Notifier
 from resources.trading_state import Heartbeat, SqliteTradingState
-from sensors.bots import build_bot_sensors, build_heartbeat_sensor, build_hotswap_sensor
+from sensors.bots import STALE_AFTER_SECONDS, build_bot_sensors, build_heartbeat_sensor, build_hotswap_sensor
 from tests.deployment_support import (
     arctic_at,
     deploy,
@@ -89,8 +89,8 @@ def observations(result: dg.SensorResult) -> list[dict]:
     return [{k: v.value for k, v in e.metadata.items()} for e in result.asset_events]
 
 
-def beat(state: SqliteTradingState, bot_id: str, age: timedelta, status: str = "running") -> None:
-    state.put(Heartbeat(bot_id, status, datetime.now(UTC) - age, open_trades=0, profit=0.0))
+def beat(state: SqliteTradingState, bot_id: str, at: datetime, status: str = "running") -> None:
+    state.put(Heartbeat(bot_id, status, at, open_trades=0, profit=0.0))
 
 
 def deployed_dry_run(instance, store, deployments_file, bot_services, name: str, **config):
@@ -101,22 +101,23 @@ def deployed_dry_run(instance, store, deployments_file, bot_services, name: str,
     return specs
 
 
-# Long enough that a tick right after a fresh heartbeat sees it fresh on a loaded machine.
-STALE = 3.0
+# The shipped limit; the clock moves past it in one step, well clear of the seconds a deployment takes.
+STALE = STALE_AFTER_SECONDS
+LATER = STALE + 60
 
 
 def test_a_stale_heartbeat_marks_the_bot_unhealthy_and_alerts_once_an_episode(
-    instance, store, deployments_file, ecs, trading_state, alerts
+    instance, store, deployments_file, ecs, trading_state, alerts, clock
 ):
     name = unique("Beat")
     bot_id = strategy_id(name)
     specs = deployed_dry_run(instance, store, deployments_file, ecs, name)
     deploy(instance, specs, name, {"backtest_store": store, "bot_services": ecs})
-    sensor = build_heartbeat_sensor(specs, stale_after_seconds=STALE, auto_restarts=0)
+    sensor = build_heartbeat_sensor(specs, stale_after_seconds=STALE, auto_restarts=0, clock=clock.now)
     resources = {"trading_state": trading_state, "bot_services": ecs, "notifier": Notifier()}
 
-    beat(trading_state, bot_id, timedelta(minutes=10))
-    time.sleep(STALE + 0.1)  # the deployment itself is now older than the limit too
+    beat(trading_state, bot_id, clock.now() - timedelta(minutes=10))
+    clock.advance(LATER)  # the deployment itself is now older than the limit too
     first = tick(sensor, instance, resources)
 
     (seen,) = observations(first)
@@ -129,25 +130,25 @@ def test_a_stale_heartbeat_marks_the_bot_unhealthy_and_alerts_once_an_episode(
     second = tick(sensor, instance, resources, first.cursor)
     assert observations(second) == [] and len(alerts()) == 1
 
-    beat(trading_state, bot_id, timedelta(0))
+    beat(trading_state, bot_id, clock.now())
     recovered = tick(sensor, instance, resources, second.cursor)
     assert [o["health"] for o in observations(recovered)] == ["healthy"]
 
-    time.sleep(STALE + 0.1)
+    clock.advance(LATER)
     again = tick(sensor, instance, resources, recovered.cursor)
     assert [o["health"] for o in observations(again)] == ["unhealthy"]
     assert len(alerts()) == 2  # a new episode, a new alert
 
 
 def test_auto_restart_redeploys_a_stale_bot_a_limited_number_of_times(
-    instance, store, deployments_file, ecs, trading_state, alerts
+    instance, store, deployments_file, ecs, trading_state, alerts, clock
 ):
     name = unique("Hung")
     specs = deployed_dry_run(instance, store, deployments_file, ecs, name, stake_amount=0.01)
     deploy(instance, specs, name, {"backtest_store": store, "bot_services": ecs})
-    sensor = build_heartbeat_sensor(specs, stale_after_seconds=0.3, auto_restarts=1)
+    sensor = build_heartbeat_sensor(specs, stale_after_seconds=STALE, auto_restarts=1, clock=clock.now)
     resources = {"trading_state": trading_state, "bot_services": ecs, "notifier": Notifier()}
-    time.sleep(0.4)
+    clock.advance(LATER)  # no heartbeat since the deployment
 
     first = tick(sensor, instance, resources)
     (request,) = first.run_requests
@@ -160,7 +161,7 @@ def test_auto_restart_redeploys_a_stale_bot_a_limited_number_of_times(
     assert restarted["trigger"] == "heartbeat"
     assert restarted["actions"] == ["updated service: desiredCount", "updated service: desiredCount"]
 
-    time.sleep(0.4)
+    clock.advance(LATER)  # the restarted bot never beats either
     second = tick(sensor, instance, resources, first.cursor)
     assert second.run_requests == []  # the one restart this episode allows was used
     assert len(alerts()) == 1
