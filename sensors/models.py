@@ -19,6 +19,7 @@ only: PSI over a week of features and one model's predictions per champion.
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,10 @@ def load_cursor(cursor: str | None) -> dict[str, Any]:
     return state if isinstance(state.get("models"), dict) else {"models": {}}
 
 
-def build_drift_sensor(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH) -> dg.SensorDefinition:
-    """``train_jobs``: the code location's ``train_<Name>`` jobs, the runs this sensor requests."""
+def build_drift_sensor(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH,
+                       clock: Callable[[], float] = time.time) -> dg.SensorDefinition:
+    """``train_jobs``: the code location's ``train_<Name>`` jobs, the runs this sensor requests; ``clock``:
+    the current time (epoch seconds), which labels each tick."""
     models = [s for s in model_specs(specs)]
     jobs = list(train_jobs)
 
@@ -175,7 +178,7 @@ def build_drift_sensor(specs: list[StrategySpec], train_jobs: list, base_path: P
     )
     def drift_sensor(context: dg.SensorEvaluationContext, model_registry: ModelRegistry, arctic: ArcticStore,
                      notifier: Notifier):
-        return evaluate_drift(context, models, model_registry, arctic, notifier, base_path)
+        return evaluate_drift(context, models, model_registry, arctic, notifier, base_path, now=clock())
 
     return drift_sensor
 
@@ -350,6 +353,8 @@ def build_run_failure_notifier() -> dg.SensorDefinition:
     return run_failure_notifier
 
 
-def build_model_sensors(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH) -> list[dg.SensorDefinition]:
+def build_model_sensors(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH,
+                        clock: Callable[[], float] = time.time) -> list[dg.SensorDefinition]:
     """The drift and challenger sensors over the model strategies, and the failed-run notifier."""
-    return [build_drift_sensor(specs, train_jobs, base_path), build_challenger_sensor(specs, base_path), build_run_failure_notifier()]
+    return [build_drift_sensor(specs, train_jobs, base_path, clock), build_challenger_sensor(specs, base_path),
+            build_run_failure_notifier()]

@@ -13,7 +13,7 @@ import pytest
 from resources.arctic import ArcticStore
 from resources.model_registry import ModelRegistry
 from resources.notifier import Notifier
-from sensors.models import build_model_sensors
+from sensors.models import DEFAULT_DRIFT_INTERVAL, build_model_sensors
 from tests.model_lifecycle_support import (
     TRAIN_START,
     append_shifted_market,
@@ -38,7 +38,7 @@ def tracking_uri(tmp_path_factory):
 class Location:
     """A toy model strategy on synthetic candles, a champion trained on all but the last two days."""
 
-    def __init__(self, root, tracking_uri, name, champion=True):
+    def __init__(self, root, tracking_uri, name, champion=True, clock=time.time):
         self.arctic = ArcticStore(uri=f"lmdb://{root / 'arctic'}")
         self.registry = ModelRegistry(tracking_uri=tracking_uri, store=self.arctic)
         self.spec = write_toy_strategy(root / "strategies", name)
@@ -47,7 +47,7 @@ class Location:
         if champion:
             self.champion = register_version(self.registry, self.spec, self.arctic, TRAIN_START, self.end - pd.Timedelta(days=2))
             make_champion(self.registry, self.spec.name, self.champion)
-        self.sensors = {s.name: s for s in build_model_sensors([self.spec], train_jobs([self.spec]))}
+        self.sensors = {s.name: s for s in build_model_sensors([self.spec], train_jobs([self.spec]), clock=clock)}
 
     def tick(self, sensor, instance, cursor=None, registry=None):
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
@@ -79,8 +79,9 @@ def test_a_stationary_market_is_observed_without_a_retraining(tmp_path, tracking
     assert json.loads(result.cursor)["models"]["Calm"]["band"] == "fine"
 
 
-def test_a_shift_requests_one_retraining_per_drift_event_and_survives_a_restart(tmp_path, tracking_uri, instance, caplog):
-    location = Location(tmp_path, tracking_uri, "Shifty")
+def test_a_shift_requests_one_retraining_per_drift_event_and_survives_a_restart(tmp_path, tracking_uri, instance, caplog,
+                                                                               clock):
+    location = Location(tmp_path, tracking_uri, "Shifty", clock=clock.time)
     append_shifted_market(location.arctic, location.end, days=2, factor=4.0)
     with caplog.at_level(logging.INFO, logger=NOTIFICATIONS):
         first = location.drift_tick(instance)
@@ -95,7 +96,7 @@ def test_a_shift_requests_one_retraining_per_drift_event_and_survives_a_restart(
     assert len(notes) == 1 and "drift: Shifty: drift in" in notes[0] and request.run_key in notes[0]
 
     caplog.clear()
-    time.sleep(1.1)  # a later tick label
+    clock.advance(DEFAULT_DRIFT_INTERVAL)  # the next tick, with a later label
     with caplog.at_level(logging.INFO, logger=NOTIFICATIONS):
         second = location.drift_tick(instance, cursor=first.cursor)
         # A restarted daemon: a new context (no state but the saved cursor) and a new registry client.
