@@ -1,4 +1,5 @@
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from resources.arctic import ArcticStore
 from tests.market_data_support import INSTANCE_OVERRIDES
 
 pytest_plugins = ["tests.fakes.fixtures"]
+
+HEALTH_THREADS = "tradai-health"  # the names of the API health probe's check threads (tradai_api.routes.health)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,6 +34,17 @@ def isolated_homes(tmp_path_factory: pytest.TempPathFactory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def health_probes_finish():
+    """The API's health probe answers after its deadline and leaves slow checks running in their threads.
+    On a loaded machine MLflow's check may still be creating its SQLite tables (alembic, which keeps its
+    state in module globals) when the next test opens a Dagster instance (alembic too): wait for them."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name.startswith(HEALTH_THREADS):
+            thread.join(timeout=120)
 
 
 @pytest.fixture
