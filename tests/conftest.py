@@ -7,7 +7,12 @@ import dagster as dg
 import pytest
 
 from resources.arctic import ArcticStore
+from resources.backtest_store import BacktestStore
+from tests.api_support import dagster_webserver
+from tests.deployment_support import arctic_at, ecs_services, new_bucket, new_cluster, vpc_network, write_deployments
 from tests.market_data_support import INSTANCE_OVERRIDES
+from tests.servers import moto_credentials, moto_server
+from tradai_assets.deployments import DEPLOYMENTS_ENV
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -68,6 +73,26 @@ def instance():
         yield inst
 
 
+@pytest.fixture(scope="module")
+def module_instance():
+    """One instance for the whole module: for modules that load a location's data once and share it."""
+    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
+        yield inst
+
+
+@pytest.fixture
+def memory_instance():
+    """An in-memory instance: the same storage code as SQLite on disk, without a sync per event."""
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory) -> str:
+    # One SQLite store per module: building MLflow's tables takes seconds, a model version milliseconds.
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
 class FakeClock:
     """A UTC clock that moves only when the test moves it, starting at the real time (the Dagster
     instance stamps runs and materialisations with the real clock)."""
@@ -94,7 +119,57 @@ def clock() -> FakeClock:
 @pytest.fixture(scope="session")
 def moto():
     """A moto server on 127.0.0.1 for the whole session (S3, ECS, DynamoDB, Secrets Manager)."""
-    from tests.servers import moto_server
-
     with moto_server() as server:
         yield server
+
+
+@pytest.fixture
+def aws_env(moto):
+    """The session's moto server, its credentials in the environment for the test."""
+    with moto_credentials(moto) as server:
+        yield server
+
+
+@pytest.fixture
+def network(aws_env) -> dict[str, list[str]]:
+    """Subnet and security group of a new VPC on the moto server, where bot tasks run."""
+    return vpc_network(aws_env)
+
+
+# Deployments and the bot sensors ------------------------------------------------------------------
+
+
+@pytest.fixture
+def backtest_store(tmp_path: Path) -> BacktestStore:
+    return BacktestStore(arctic=arctic_at(tmp_path))
+
+
+@pytest.fixture
+def deployments_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty deployments.yaml that the deployment assets read; live trading not allowed."""
+    path = write_deployments(tmp_path / "deployments.yaml", {})
+    monkeypatch.setenv(DEPLOYMENTS_ENV, str(path))
+    monkeypatch.delenv("TRADAI_ALLOW_LIVE", raising=False)
+    return path
+
+
+@pytest.fixture
+def ecs(aws_env, network):
+    """ECS bot services on a new cluster of the moto server, their configs in a new bucket."""
+    return ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env))
+
+
+# The API ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> Path:
+    """Where the API's stores (ArcticDB, MLflow) live, one directory per module."""
+    return tmp_path_factory.mktemp("api-stores")
+
+
+@pytest.fixture(scope="module")
+def graphql_url(tmp_path_factory):
+    """A Dagster webserver over the API tests' small code location (runs stay queued): its GraphQL URL."""
+    with dagster_webserver(tmp_path_factory.mktemp("dagster-webserver")) as url:
+        yield url

@@ -20,11 +20,6 @@ BACKTESTS = "/api/v1/backtests"
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    return tmp_path_factory.mktemp("api-stores")
-
-
-@pytest.fixture(scope="module")
 def api(stores):
     with TestClient(create_app(hs256_settings(stores))) as client:
         yield client

@@ -16,7 +16,6 @@ import pytest
 
 from simulator.binance import to_ms
 from tests.fakes.client import FakeBinance, FakeBinanceError
-from tests.fakes.fixtures import fake_binance, fake_binance_clean  # noqa: F401
 from tradai_core.binance_urls import API_PATHS
 
 FIVE_MINUTES = 5 * 60_000

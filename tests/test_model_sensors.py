@@ -29,12 +29,6 @@ from tradai_core.keys import model_key
 NOTIFICATIONS = "tradai.notifications"
 
 
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory):
-    # One SQLite store per module: building MLflow's tables takes seconds, a model version milliseconds.
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
 class Location:
     """A toy model strategy on synthetic candles, a champion trained on all but the last two days."""
 

@@ -18,11 +18,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def dynamo_store(moto, monkeypatch: pytest.MonkeyPatch) -> DynamoTradingState:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def dynamo_store(aws_env) -> DynamoTradingState:
+    moto = aws_env
     table = f"{aws_contract.trading_state_table('dev')}-{uuid.uuid4().hex[:8]}"
     dynamodb = moto.client("dynamodb")
     # The table as infra/storage.py declares it.
