@@ -145,12 +145,14 @@ def test_scopes(api_url):
         assert status_of(writer.bot, "SampleStrategy") == 403
 
 
-def test_cli_bots_commands(api_url, ecs):
+def test_cli_bots_commands(api_url, ecs, monkeypatch):
     from click.testing import CliRunner
 
     from tradai_client import cli
 
-    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user"), "COLUMNS": "200"}
+    # One table row a line: the console took its width from the terminal (or COLUMNS) at import.
+    monkeypatch.setattr(cli.console, "width", 200)
+    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user")}
 
     def run(*args, input=None):
         return CliRunner().invoke(cli.main, ["bots", *args], env=env, input=input, catch_exceptions=False)

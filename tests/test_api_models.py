@@ -169,12 +169,14 @@ def test_registry_unreachable_is_503(root, monkeypatch):
     assert answer.status_code == 503 and "unreachable" in answer.json()["detail"]
 
 
-def test_cli_models_commands(api_url, api):
+def test_cli_models_commands(api_url, api, monkeypatch):
     from click.testing import CliRunner
 
     from tradai_client import cli
 
-    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user"), "COLUMNS": "200"}
+    # One table row a line: the console took its width from the terminal (or COLUMNS) at import.
+    monkeypatch.setattr(cli.console, "width", 200)
+    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user")}
 
     def run(*args):
         return CliRunner().invoke(cli.main, ["models", *args], env=env, catch_exceptions=False)
