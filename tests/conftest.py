@@ -16,7 +16,17 @@ from tradai_assets.deployments import DEPLOYMENTS_ENV
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
+# Fixtures that start a server on 127.0.0.1 (a process, or a thread listening on a port): every test
+# that uses one, directly or through other fixtures, is marked ``integration``. A test that starts a
+# server itself carries the mark in its module. ``identity_provider``: test_api_auth's JWKS server.
+SERVER_FIXTURES = {"moto", "fake_binance", "graphql_url", "identity_provider"}
 HEALTH_THREADS = "tradai-health"  # the names of the API health probe's check threads (tradai_api.routes.health)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -109,6 +109,7 @@ def test_oversized_body_is_refused_by_content_length(stores):
     assert "over 1024 bytes" in response.json()["detail"]
 
 
+@pytest.mark.integration
 def test_oversized_streamed_body_is_refused_while_reading(stores):
     """Chunked transfer without Content-Length, over a real socket."""
     port = free_port()

@@ -166,6 +166,7 @@ def test_a_failed_run_is_notified(instance, caplog):
     assert result.run_id in text and "nightly" in text and "candles went missing" in text
 
 
+@pytest.mark.integration
 def test_a_drift_tick_through_a_real_mlflow_server(tmp_path):
     with mlflow_server(tmp_path / "server") as server, dg.instance_for_test() as instance:
         location_root = tmp_path / "location"

@@ -41,7 +41,7 @@ def sqlite_store(tradai_home: Path) -> SqliteTradingState:
     return SqliteTradingState()
 
 
-@pytest.fixture(params=["dynamo", "sqlite"])
+@pytest.fixture(params=[pytest.param("dynamo", marks=pytest.mark.integration), "sqlite"])
 def store(request):
     return request.getfixturevalue(f"{request.param}_store")
 
