@@ -50,8 +50,9 @@ dev: env
 	$(BIN)/uvicorn --factory tradai_api.app:create_app_from_environment --host 127.0.0.1 --port 8000 & \
 	wait
 
+# Two workers, a module's tests on one of them (pyproject's --dist loadfile): its fixtures are built once.
 test: env
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf .tradai
