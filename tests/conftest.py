@@ -36,7 +36,9 @@ def isolated_homes(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("homes")
     (root / "dagster").mkdir()
     # A developer's shell (or make dev) may point bots at a running local exchange; tests start their own.
-    unset = ("ARCTICDB_URI", "TRADAI_LOCAL_EXCHANGE_URL", "MLFLOW_REGISTRY_URI")
+    # The runner's terminal size (a pytest-xdist worker exports COLUMNS=80) must not wrap the log lines
+    # of the programs the tests start and read.
+    unset = ("ARCTICDB_URI", "TRADAI_LOCAL_EXCHANGE_URL", "MLFLOW_REGISTRY_URI", "COLUMNS", "LINES")
     saved = {k: os.environ.get(k) for k in ("TRADAI_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", *unset)}
     os.environ.update(
         TRADAI_HOME=str(root), DAGSTER_HOME=str(root / "dagster"), MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"
