@@ -82,7 +82,7 @@ class MotoServer:
 def moto_credentials(server: MotoServer) -> Iterator[MotoServer]:
     """The moto server's credentials in the environment (and no profile, session or endpoint of the
     developer's) while the block runs."""
-    import pytest
+    import pytest  # here, not at the top: benchmark scripts start servers from this module too
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ACCESS_KEY_ID", server.access_key)

@@ -19,9 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def dynamo_store(aws_env) -> DynamoTradingState:
-    moto = aws_env
     table = f"{aws_contract.trading_state_table('dev')}-{uuid.uuid4().hex[:8]}"
-    dynamodb = moto.client("dynamodb")
+    dynamodb = aws_env.client("dynamodb")
     # The table as infra/storage.py declares it.
     dynamodb.create_table(
         TableName=table,
@@ -33,7 +32,7 @@ def dynamo_store(aws_env) -> DynamoTradingState:
         TableName=table,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": aws_contract.TABLE_TTL_ATTRIBUTE},
     )
-    return DynamoTradingState(stack="dev", table=table, region=moto.region, endpoint_url=moto.url)
+    return DynamoTradingState(stack="dev", table=table, region=aws_env.region, endpoint_url=aws_env.url)
 
 
 @pytest.fixture
