@@ -35,8 +35,9 @@ env: $(UV)
 dev: env
 	@$(BIN)/python -m tradai_dev.devserver
 
+# Two workers, a module's tests on one of them (pyproject's --dist loadfile): its fixtures are built once.
 test: env
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf .tradai

@@ -20,9 +20,10 @@ deploys the new champion with the deployment's last settings and records both ve
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -142,7 +143,9 @@ def build_heartbeat_sensor(
     stale_after_seconds: float | None = None,
     auto_restarts: int | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    clock: Callable[[], datetime] = partial(datetime.now, UTC),
 ) -> dg.SensorDefinition:
+    """``clock``: the current UTC time, against which heartbeats, deployments and restarts age."""
     names = {strategy_id(s.name): s.name for s in specs}
     stale_after = float(stale_after_seconds if stale_after_seconds is not None
                         else os.environ.get(STALE_AFTER_ENV, STALE_AFTER_SECONDS))
@@ -162,7 +165,7 @@ def build_heartbeat_sensor(
         bot_services: BotServices,
         notifier: Notifier,
     ):
-        now = datetime.now(UTC)
+        now = clock()
         cursor = _cursor(context.cursor)
         heartbeats = {h.strategy_id: h for h in trading_state.list()}
         states = {s.strategy_id: s for s in bot_services.list_bots()}

@@ -281,6 +281,7 @@ def build_run_failure_notifier() -> dg.SensorDefinition:
     return run_failure_notifier
 
 
-def build_model_sensors(specs: list[StrategySpec], train_jobs: list, base_path: Path = BASE_CONFIG_PATH) -> list[dg.SensorDefinition]:
+def build_model_sensors(specs: list[StrategySpec], train_jobs: list,
+                        base_path: Path = BASE_CONFIG_PATH) -> list[dg.SensorDefinition]:
     """The drift and challenger sensors over the model strategies, and the failed-run notifier."""
     return [build_drift_sensor(specs, train_jobs), build_challenger_sensor(specs, base_path), build_run_failure_notifier()]

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.servers import BIN, free_port, stop, wait_http
 from tradai_api.auth import ALL_SCOPES, mint_token
 from tradai_api.settings import ApiSettings
+from tradai_client.client import ApiError
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789abcdef0123456789"
@@ -258,3 +260,10 @@ def queued_run(graphql_url: str, run_id: str) -> dict:
     import yaml
 
     return {**run, "runConfig": yaml.safe_load(run["runConfigYaml"]) or {}, "tags": {t["key"]: t["value"] for t in run["tags"]}}
+
+
+def status_of(call, *args, **kwargs) -> int:
+    """The HTTP status with which the API refused a call of the Python client."""
+    with pytest.raises(ApiError) as refused:
+        call(*args, **kwargs)
+    return refused.value.status

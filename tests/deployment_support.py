@@ -1,4 +1,5 @@
-"""Helpers of the deployment and bot-sensor tests: strategies, stored configs, backtest runs, deployments."""
+"""Helpers of the deployment, bot and bot-sensor tests: strategies, stored configs, backtest runs,
+deployments, stand-in bot programs and their logs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 import yaml
+from botocore.awsrequest import AWSResponse
 
 from resources.arctic import ArcticStore
 from resources.backtest_store import BacktestStore
@@ -22,6 +24,9 @@ from tradai_core.strategy_discovery import StrategySpec
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tradai-bot-dev:test"
+# An exchange key pair kept in Secrets Manager: neither may show in a task definition, a config or a log.
+EXCHANGE_KEY = "AKIA-real-looking-api-key-0123456789"
+EXCHANGE_SECRET = "s3cr3t-api-secret-value-9876543210"
 STORED_CONFIG = {
     "exchange": {"name": "binance", "key": "", "secret": "", "pair_whitelist": ["ETH/BTC", "LTC/BTC", "XRP/BTC"]},
     "stake_currency": "BTC", "stake_amount": 0.05, "max_open_trades": 3, "timeframe": "5m", "timerange": "all",
@@ -91,6 +96,11 @@ def stand_in(path: Path, body: str) -> str:
     return str(path)
 
 
+def text(path: Path) -> str:
+    """A log's text so far ("" before the program has written it)."""
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
 def local_services(home: Path, command: str, **fields: Any) -> LocalBotServices:
     return LocalBotServices(**{"home": str(home), "tradai": command, "restart_delay_seconds": 0.1,
                                "stop_timeout_seconds": 5, **fields})
@@ -104,6 +114,16 @@ def ecs_services(moto, cluster: str, network: dict[str, list[str]], bucket: str,
         "owner": "quant-team", "cost_center": "research", "image": IMAGE, "configs_bucket": bucket,
         **network, **fields,
     })
+
+
+def vpc_network(moto) -> dict[str, list[str]]:
+    """A VPC with one subnet and one security group on the moto server: where bot tasks run."""
+    ec2 = moto.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.11.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"bots-{uuid.uuid4().hex[:8]}", Description="bots", VpcId=vpc)
+    return {"subnet_ids": [subnet], "security_group_ids": [group["GroupId"]]}
 
 
 def new_cluster(moto) -> str:
@@ -132,3 +152,17 @@ def s3_json(moto, uri: str) -> dict[str, Any]:
 
 def arctic_at(tmp_path: Path) -> ArcticStore:
     return ArcticStore(uri=f"lmdb://{tmp_path / 'arctic'}")
+
+
+class AwsBody:
+    def __init__(self, content: bytes):
+        self.content = content
+
+    def stream(self, **_: Any):
+        yield self.content
+
+
+def aws_error_response(code: str) -> AWSResponse:
+    """An ECS (JSON protocol) error answer with the AWS error ``code``, as botocore receives it."""
+    body = json.dumps({"__type": code, "message": f"injected {code}"}).encode()
+    return AWSResponse("http://127.0.0.1", 400, {"Content-Type": "application/x-amz-json-1.1"}, AwsBody(body))

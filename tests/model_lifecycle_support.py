@@ -10,9 +10,9 @@ import pandas as pd
 
 from resources.arctic import ArcticStore
 from resources.model_registry import ModelRegistry
-from tradai_core.model_data import feature_window, predict
 from tradai_core.candles import candle_symbol
 from tradai_core.drift import reference_bins
+from tradai_core.model_data import feature_window, predict
 from tradai_core.model_strategy import PREDICTION, load_strategy_class
 from tradai_core.strategy_discovery import StrategySpec, discover_strategies
 

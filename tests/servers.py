@@ -1,4 +1,5 @@
-"""Local servers that tests start themselves on 127.0.0.1 and stop by process id."""
+"""Local servers that tests start themselves on 127.0.0.1 and stop by process id, and waiting on what
+such servers and processes do."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.1):
+    """The first true value of ``condition``, asked every ``every`` seconds; TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout}s")
+        time.sleep(every)
+    return value
 
 
 def wait_http(url: str, process: subprocess.Popen, timeout: float) -> None:
@@ -65,6 +76,20 @@ class MotoServer:
     def arctic_uri(self, bucket: str) -> str:
         # ArcticDB wants the port as a query parameter; host:port fails after long retries.
         return f"s3://127.0.0.1:{bucket}?port={self.port}&access={self.access_key}&secret={self.secret_key}"
+
+
+@contextmanager
+def moto_credentials(server: MotoServer) -> Iterator[MotoServer]:
+    """The moto server's credentials in the environment (and no profile, session or endpoint of the
+    developer's) while the block runs."""
+    import pytest  # here, not at the top: benchmark scripts start servers from this module too
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+        patch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            patch.delenv(name, raising=False)
+        yield server
 
 
 @contextmanager

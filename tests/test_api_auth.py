@@ -27,11 +27,6 @@ def assert_refused(response, reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    return tmp_path_factory.mktemp("api-stores")
-
-
-@pytest.fixture(scope="module")
 def hs256(stores):
     with TestClient(create_app(hs256_settings(stores))) as client:
         yield client

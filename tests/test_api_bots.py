@@ -12,12 +12,13 @@ import pytest
 
 from resources.bot_services import BotSpec, EcsBotServices
 from resources.trading_state import Heartbeat, SqliteTradingState
-from tests.api_support import dagster_webserver, hs256_settings, hs256_token, queued_run, serve_api
+from tests.api_support import hs256_settings, hs256_token, queued_run, serve_api, status_of
+from tests.servers import moto_credentials
 from tradai_api.app import create_app
 from tradai_api.auth import BOTS_READ, BOTS_WRITE, MODELS_WRITE
 from tradai_api.stores import BotBackends
 from tradai_assets.deployments import strategy_id
-from tradai_client.client import ApiError, TradaiClient
+from tradai_client.client import TradaiClient
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tradai-app-dev:abc123"
 
@@ -29,12 +30,9 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def aws_env(moto):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", moto.access_key)
-        patch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-            patch.delenv(name, raising=False)
-        yield moto
+    """For the whole module: its ECS cluster is built once."""
+    with moto_credentials(moto) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +75,6 @@ def heartbeats(root, graphql_url) -> SqliteTradingState:
 
 
 @pytest.fixture(scope="module")
-def graphql_url(root):
-    with dagster_webserver(root) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def api_url(root, ecs, heartbeats, graphql_url):
     settings = hs256_settings(root, dagster_graphql_url=graphql_url)
     with serve_api(create_app(settings, BotBackends(ecs, heartbeats))) as url:
@@ -93,12 +85,6 @@ def api_url(root, ecs, heartbeats, graphql_url):
 def api(api_url):
     with TradaiClient(api_url, hs256_token(subject="operator-1")) as client:
         yield client
-
-
-def status_of(call, *args, **kwargs) -> int:
-    with pytest.raises(ApiError) as refused:
-        call(*args, **kwargs)
-    return refused.value.status
 
 
 def test_list_shows_state_heartbeats_and_a_stale_bot_as_unhealthy(api):
@@ -159,12 +145,14 @@ def test_scopes(api_url):
         assert status_of(writer.bot, "SampleStrategy") == 403
 
 
-def test_cli_bots_commands(api_url, ecs):
+def test_cli_bots_commands(api_url, ecs, monkeypatch):
     from click.testing import CliRunner
 
     from tradai_client import cli
 
-    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user"), "COLUMNS": "200"}
+    # One table row a line: the console took its width from the terminal (or COLUMNS) at import.
+    monkeypatch.setattr(cli.console, "width", 200)
+    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user")}
 
     def run(*args, input=None):
         return CliRunner().invoke(cli.main, ["bots", *args], env=env, input=input, catch_exceptions=False)

@@ -19,6 +19,9 @@ TIMERANGE = "20180120-20180123"
 RUN_TIMEOUT = 480
 
 
+pytestmark = pytest.mark.integration  # every test here talks to a running stack
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     with local_stack(tmp_path_factory.mktemp("stack"), ["SampleStrategy.py", "EmaCross.py"]) as running:

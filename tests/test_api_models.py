@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 
 from resources.arctic import ArcticStore
 from resources.model_registry import CHALLENGER, CHAMPION, ModelRegistry
-from tests.api_support import dagster_webserver, hs256_settings, hs256_token, queued_run, serve_api
+from tests.api_support import hs256_settings, hs256_token, queued_run, serve_api, status_of
 from tradai_api.app import create_app
 from tradai_api.auth import BACKTESTS_READ, MODELS_READ, MODELS_WRITE
 from tradai_client.client import ApiError, TradaiClient
@@ -54,12 +54,6 @@ def registry(root) -> ModelRegistry:
 
 
 @pytest.fixture(scope="module")
-def graphql_url(root):
-    with dagster_webserver(root) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def api_url(root, registry, graphql_url):
     strategies = root / "strategies"
     strategies.mkdir()
@@ -78,12 +72,6 @@ def api(api_url):
 
 def client_with(api_url: str, *scopes: str) -> TradaiClient:
     return TradaiClient(api_url, hs256_token(scopes, subject="limited"))
-
-
-def status_of(call, *args, **kwargs) -> int:
-    with pytest.raises(ApiError) as refused:
-        call(*args, **kwargs)
-    return refused.value.status
 
 
 def test_list_shows_model_strategies_and_their_aliases(api):
@@ -181,12 +169,14 @@ def test_registry_unreachable_is_503(root, monkeypatch):
     assert answer.status_code == 503 and "unreachable" in answer.json()["detail"]
 
 
-def test_cli_models_commands(api_url, api):
+def test_cli_models_commands(api_url, api, monkeypatch):
     from click.testing import CliRunner
 
     from tradai_client import cli
 
-    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user"), "COLUMNS": "200"}
+    # One table row a line: the console took its width from the terminal (or COLUMNS) at import.
+    monkeypatch.setattr(cli.console, "width", 200)
+    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(subject="cli-user")}
 
     def run(*args):
         return CliRunner().invoke(cli.main, ["models", *args], env=env, catch_exceptions=False)

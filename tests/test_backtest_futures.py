@@ -4,34 +4,27 @@ whose funding rates or mark candles are missing fails naming them."""
 
 import json
 
-import dagster as dg
 import pandas as pd
 import pytest
 
 from tests.backtest_support import BacktestLocation, backtest_offline, copy_strategies
-from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
+from tests.market_data_support import failure_message, materialization_metadata
 from tradai_assets.strategies import backtest_key
 
 PAIR = "XRP/USDT:USDT"
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def location(tmp_path_factory, instance):
+def location(tmp_path_factory, module_instance):
     root = tmp_path_factory.mktemp("futures")
     location = BacktestLocation(root, copy_strategies(root / "strategies", "EmaCrossFutures"), futures=True)
-    location.load_futures_sample(instance)
+    location.load_futures_sample(module_instance)
     return location
 
 
 @pytest.fixture(scope="module")
-def futures_run(location, instance):
-    result = backtest_offline(location, "EmaCrossFutures", instance)
+def futures_run(location, module_instance):
+    result = backtest_offline(location, "EmaCrossFutures", module_instance)
     assert result.success, failure_message(result)
     return result
 
@@ -70,15 +63,15 @@ def test_funding_is_charged_at_the_8h_funding_times_at_rate_times_mark_price(loc
     assert trades["funding_fees"].abs().sum() > 0
 
 
-def test_a_reproduced_futures_backtest_matches(location, futures_run, instance):
+def test_a_reproduced_futures_backtest_matches(location, futures_run, module_instance):
     run_id = materialization_metadata(futures_run, backtest_key("EmaCrossFutures"))["mlflow_run_id"]
-    result = location.run_job("reproduce_backtest", instance, "rerun_logged_backtest", {"mlflow_run_id": run_id})
+    result = location.run_job("reproduce_backtest", module_instance, "rerun_logged_backtest", {"mlflow_run_id": run_id})
     assert result.success, failure_message(result)
 
 
-def test_missing_funding_rates_and_mark_candles_fail_the_backtest_naming_them(location, instance):
+def test_missing_funding_rates_and_mark_candles_fail_the_backtest_naming_them(location, module_instance):
     # Funding rates start on 2021-11-18 and 1h mark candles at 06:00 on 2021-11-15.
-    result = location.backtest("EmaCrossFutures", instance, {"timerange": "20211115-20211121"})
+    result = location.backtest("EmaCrossFutures", module_instance, {"timerange": "20211115-20211121"})
     assert not result.success
     message = failure_message(result)
     assert "Freqtrade would silently charge no funding" in message

@@ -4,6 +4,7 @@ AWS), read back and reproduced through it."""
 import json
 
 import dagster as dg
+import pytest
 
 from resources.mlflow_tracker import MlflowTracker
 from tests.backtest_support import BacktestLocation, copy_strategies
@@ -12,6 +13,7 @@ from tests.servers import mlflow_server
 from tradai_assets.strategies import backtest_key
 
 
+@pytest.mark.integration
 def test_backtest_is_logged_to_a_real_mlflow_server_and_reproduces_from_it(tmp_path):
     with mlflow_server(tmp_path / "mlflow") as server, dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as instance:
         url = server.url

@@ -3,13 +3,11 @@ reproducible from their lineage, and ad-hoc runs that leave the canonical asset 
 
 import json
 
-import dagster as dg
 import pandas as pd
 import pytest
 
 from tests.backtest_support import BacktestLocation, backtest_offline, copy_strategies
 from tests.market_data_support import (
-    INSTANCE_OVERRIDES,
     SAMPLE_DATA,
     SPOT_PAIRS,
     failure_message,
@@ -22,23 +20,17 @@ METRICS = {"profit_total_abs", "profit_total", "trades", "winrate", "max_drawdow
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def location(tmp_path_factory, instance):
+def location(tmp_path_factory, module_instance):
     root = tmp_path_factory.mktemp("backtests")
     location = BacktestLocation(root, copy_strategies(root / "strategies", "SampleStrategy", "RsiMeanReversion"))
-    location.load_sample(instance)
+    location.load_sample(module_instance)
     return location
 
 
 @pytest.fixture(scope="module")
-def sample_run(location, instance):
+def sample_run(location, module_instance):
     """SampleStrategy's config and backtest, materialised once with the network blocked."""
-    result = backtest_offline(location, "SampleStrategy", instance)
+    result = backtest_offline(location, "SampleStrategy", module_instance)
     assert result.success, failure_message(result)
     return result
 
@@ -107,17 +99,17 @@ def test_trades_identical_to_freqtrades_own_engine(location, sample_run, tmp_pat
     pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
 
 
-def test_reproduce_job_reruns_from_lineage_and_matches(location, sample_run, instance):
+def test_reproduce_job_reruns_from_lineage_and_matches(location, sample_run, module_instance):
     run_id = materialization_metadata(sample_run, backtest_key("SampleStrategy"))["mlflow_run_id"]
-    result = location.run_job("reproduce_backtest", instance, "rerun_logged_backtest", {"mlflow_run_id": run_id})
+    result = location.run_job("reproduce_backtest", module_instance, "rerun_logged_backtest", {"mlflow_run_id": run_id})
     assert result.success, failure_message(result)
     output = result.output_for_node("rerun_logged_backtest")
     assert output is True
 
 
-def test_adhoc_backtest_is_logged_and_leaves_the_canonical_asset(location, sample_run, instance):
+def test_adhoc_backtest_is_logged_and_leaves_the_canonical_asset(location, sample_run, module_instance):
     before = location.store.read_backtest("SampleStrategy")[3]["mlflow_run_id"]
-    result = location.run_job("adhoc_backtest", instance, "backtest_with_overrides", {
+    result = location.run_job("adhoc_backtest", module_instance, "backtest_with_overrides", {
         "strategy": "SampleStrategy", "timerange": "20180115-20180125", "pairs": ["ETH/BTC", "LTC/BTC"],
         "stake_amount": 0.01, "fee": 0.002,
     })

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from tests.backtest_support import BacktestLocation, backtest_offline, copy_strategies
-from tests.market_data_support import INSTANCE_OVERRIDES, check_results, failure_message
+from tests.market_data_support import check_results, failure_message
 from tradai_assets.definitions import build_definitions
 from tradai_assets.strategies import backtest_key
 
@@ -32,27 +32,21 @@ def test_only_strategies_that_opt_in_get_bias_checks(tradai_home, tmp_path, monk
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def location(tmp_path_factory, instance):
+def location(tmp_path_factory, module_instance):
     root = tmp_path_factory.mktemp("bias")
     location = BacktestLocation(root, strategies_dir(root / "strategies"))
-    location.load_sample(instance)
+    location.load_sample(module_instance)
     return location
 
 
-def backtest_with_checks(location, instance, name):
-    result = backtest_offline(location, name, instance)
+def backtest_with_checks(location, module_instance, name):
+    result = backtest_offline(location, name, module_instance)
     assert [m for m in result.get_asset_materialization_events() if m.asset_key == backtest_key(name)]
     return result, check_results(result)
 
 
-def test_a_strategy_that_peeks_at_future_candles_is_flagged(location, instance):
-    result, checks = backtest_with_checks(location, instance, "PeeksAhead")
+def test_a_strategy_that_peeks_at_future_candles_is_flagged(location, module_instance):
+    result, checks = backtest_with_checks(location, module_instance, "PeeksAhead")
     # The check is blocking: the run fails on it.
     assert not result.success
     assert "blocking asset check failed with ERROR severity" in failure_message(result)
@@ -64,8 +58,8 @@ def test_a_strategy_that_peeks_at_future_candles_is_flagged(location, instance):
     assert "PeeksAhead looks ahead" in lookahead.description
 
 
-def test_a_strategy_that_does_not_peek_passes_and_its_short_startup_is_reported(location, instance):
-    result, checks = backtest_with_checks(location, instance, "NoPeeking")
+def test_a_strategy_that_does_not_peek_passes_and_its_short_startup_is_reported(location, module_instance):
+    result, checks = backtest_with_checks(location, module_instance, "NoPeeking")
     assert result.success, failure_message(result)
     lookahead = checks["no_lookahead_bias"]
     assert lookahead.passed, lookahead.description

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from resources.arctic import ArcticStore
-from tradai_core.candles import candle_symbol
 from resources.binance_archive import ArchiveFile, parse_csv, plan_files
 from resources.exchange import ExchangeResource
 from tests.archive_server import (
@@ -33,6 +32,7 @@ from tests.market_data_support import (
 )
 from tests.servers import free_port
 from tradai_assets.market_data import ohlcv_key
+from tradai_core.candles import candle_symbol
 from tradai_core.universe import UniverseEntry
 
 UTC = "UTC"

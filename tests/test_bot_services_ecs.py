@@ -3,54 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from types import SimpleNamespace
 from typing import Any
 
-import botocore.endpoint
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from resources import aws_contract
 from resources.aws_contract import EnvVar
 from resources.bot_services import BotServiceError, BotSpec, BotSpecError, EcsBotServices
+from tests.deployment_support import EXCHANGE_KEY, EXCHANGE_SECRET, aws_error_response
 
-EXCHANGE_KEY = "AKIA-real-looking-api-key-0123456789"
-EXCHANGE_SECRET = "s3cr3t-api-secret-value-9876543210"
 REQUIRED_TAGS = {"Application", "Environment", "Service", "ManagedBy", "CostCenter", "Owner"}
-
-
-@pytest.fixture
-def aws_env(moto, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return moto
-
-
-@pytest.fixture
-def network(aws_env) -> dict[str, list[str]]:
-    return vpc_network(aws_env)
-
-
-def vpc_network(moto) -> dict[str, list[str]]:
-    """A VPC with one subnet and one security group on the moto server: where bot tasks run."""
-    ec2 = moto.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.11.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"bots-{uuid.uuid4().hex[:8]}", Description="bots", VpcId=vpc)
-    return {"subnet_ids": [subnet], "security_group_ids": [group["GroupId"]]}
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The backoff waits botocore's retries asked for (recorded instead of slept)."""
-    waits: list[float] = []
-    monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=waits.append, time=time.time))
-    return waits
 
 
 @pytest.fixture
@@ -111,20 +74,6 @@ def capture(services: EcsBotServices, operation: str) -> list[dict[str, Any]]:
 
     services.client("ecs").meta.events.register(f"before-call.ecs.{operation}", record)
     return seen
-
-
-class _Body:
-    def __init__(self, content: bytes):
-        self.content = content
-
-    def stream(self, **_: Any):
-        yield self.content
-
-
-def aws_error_response(code: str) -> AWSResponse:
-    """An ECS (JSON protocol) error answer with the AWS error ``code``, as botocore receives it."""
-    body = json.dumps({"__type": code, "message": f"injected {code}"}).encode()
-    return AWSResponse("http://127.0.0.1", 400, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
 
 
 def fail(services: EcsBotServices, operation: str, code: str, times: int) -> list[int]:

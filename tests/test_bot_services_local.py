@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import stat
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -15,28 +13,11 @@ import pytest
 
 from resources.bot_services import BotSpec, BotSpecError
 from resources.local_bots import LocalBotServices
+from tests.deployment_support import stand_in, text
 from tests.fakes.client import FakeBinance
+from tests.servers import wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.1)
-
-
-def text(path: Path) -> str:
-    return path.read_text() if path.is_file() else ""
-
-
-def stand_in(path: Path, body: str) -> str:
-    """An executable standing in for `tradai run-bot` (it receives its arguments and ignores them)."""
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
 
 
 def spec(config: Path, **changes) -> BotSpec:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import dagster as dg
 import psutil
 import pytest
 
-from resources.backtest_store import BacktestStore
 from tests.deployment_support import (
-    arctic_at,
+    EXCHANGE_KEY,
+    EXCHANGE_SECRET,
+    aws_error_response,
     deploy,
     ecs_services,
     local_services,
@@ -30,16 +30,8 @@ from tests.deployment_support import (
     unique,
     write_deployments,
 )
-from tests.test_bot_services_ecs import (  # noqa: F401
-    EXCHANGE_KEY,
-    EXCHANGE_SECRET,
-    aws_env,
-    aws_error_response,
-    network,
-    sleeps,
-)
+from tests.servers import wait_for
 from tradai_assets.deployments import (
-    DEPLOYMENTS_ENV,
     DesiredState,
     UnknownStrategyError,
     build_kill_switch_job,
@@ -51,41 +43,8 @@ from tradai_assets.deployments import (
 )
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.1)
-
-
 @pytest.fixture
-def instance():
-    """An in-memory instance: the same storage code as SQLite on disk, without a sync per event."""
-    with dg.DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> BacktestStore:
-    return BacktestStore(arctic=arctic_at(tmp_path))
-
-
-@pytest.fixture
-def deployments_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = write_deployments(tmp_path / "deployments.yaml", {})
-    monkeypatch.setenv(DEPLOYMENTS_ENV, str(path))
-    monkeypatch.delenv("TRADAI_ALLOW_LIVE", raising=False)
-    return path
-
-
-@pytest.fixture
-def ecs(aws_env, network):  # noqa: F811
-    return ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env))
-
-
-@pytest.fixture
-def exchange_secret(aws_env) -> str:  # noqa: F811
+def exchange_secret(aws_env) -> str:
     name = unique("tradai/dev/exchange/binance")
     aws_env.client("secretsmanager").create_secret(
         Name=name, SecretString=json.dumps({"key": EXCHANGE_KEY, "secret": EXCHANGE_SECRET})
@@ -109,16 +68,16 @@ def failure(excinfo: pytest.ExceptionInfo) -> str:
 
 
 def test_a_local_dry_run_deployment_starts_once_is_left_alone_unchanged_and_stops(
-    instance, store, deployments_file, local_bots
+    memory_instance, backtest_store, deployments_file, local_bots
 ):
     name = "SampleStrategy"
     specs = [strategy(name)]
     write_deployments(deployments_file, {name: {"mode": "dry_run", "stake_amount": 0.01, "pairs": ["ETH/BTC"]}})
-    store_config(store, name)
-    record_backtest(instance, name)
-    resources = {"backtest_store": store, "bot_services": local_bots}
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
+    resources = {"backtest_store": backtest_store, "bot_services": local_bots}
 
-    first = materialization(deploy(instance, specs, name, resources))
+    first = materialization(deploy(memory_instance, specs, name, resources))
 
     assert (first["mode"], first["strategy_id"], first["trigger"]) == ("dry_run", "sample-strategy", "manual")
     assert first["actions"] == ["started supervisor"]
@@ -131,19 +90,19 @@ def test_a_local_dry_run_deployment_starts_once_is_left_alone_unchanged_and_stop
     assert "timerange" not in written
     wait_for(lambda: local_bots.describe("sample-strategy").status == "running", 10, "the bot starting")
 
-    again = materialization(deploy(instance, specs, name, resources))
+    again = materialization(deploy(memory_instance, specs, name, resources))
     assert again["actions"] == []
     assert again["supervisor_pid"] == first["supervisor_pid"]
     assert again["config_path"] == first["config_path"]
 
-    stopped = materialization(deploy(instance, specs, name, resources, mode="stopped"))
+    stopped = materialization(deploy(memory_instance, specs, name, resources, mode="stopped"))
     assert (stopped["mode"], stopped["status"], stopped["actions"]) == ("stopped", "stopped", ["stopped"])
     assert not psutil.pid_exists(first["supervisor_pid"])
 
 
-def test_a_strategy_not_in_deployments_yaml_is_stopped_and_nothing_runs(instance, store, deployments_file, local_bots):
+def test_a_strategy_not_in_deployments_yaml_is_stopped_and_nothing_runs(memory_instance, backtest_store, deployments_file, local_bots):
     specs = [strategy("SampleStrategy")]
-    meta = materialization(deploy(instance, specs, "SampleStrategy", {"backtest_store": store, "bot_services": local_bots}))
+    meta = materialization(deploy(memory_instance, specs, "SampleStrategy", {"backtest_store": backtest_store, "bot_services": local_bots}))
     assert (meta["mode"], meta["status"]) == ("stopped", "absent")
     assert local_bots.list_bots() == []
 
@@ -152,7 +111,7 @@ def test_a_strategy_not_in_deployments_yaml_is_stopped_and_nothing_runs(instance
 
 
 def test_ecs_deployment_creates_changes_nothing_when_unchanged_updates_and_stops_without_leaking_keys(
-    instance, store, deployments_file, ecs, exchange_secret, aws_env, monkeypatch, caplog  # noqa: F811
+    memory_instance, backtest_store, deployments_file, ecs, exchange_secret, aws_env, monkeypatch, caplog
 ):
     caplog.set_level(logging.DEBUG)
     name = unique("Live")
@@ -160,11 +119,11 @@ def test_ecs_deployment_creates_changes_nothing_when_unchanged_updates_and_stops
     specs = [strategy(name, live=True)]
     monkeypatch.setenv("TRADAI_ALLOW_LIVE", "true")
     write_deployments(deployments_file, {name: {"mode": "live", "exchange_secret": exchange_secret, "stake_amount": 0.05}})
-    store_config(store, name)
-    record_backtest(instance, name)
-    resources = {"backtest_store": store, "bot_services": ecs}
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
+    resources = {"backtest_store": backtest_store, "bot_services": ecs}
 
-    created = materialization(deploy(instance, specs, name, resources))
+    created = materialization(deploy(memory_instance, specs, name, resources))
     assert (created["status"], created["mode"], created["desired_count"]) == ("ACTIVE", "live", 1)
     assert created["actions"][-1] == "created service"
     assert set(created["aws_write_calls"]) == {"PutObject", "RegisterTaskDefinition", "CreateService"}
@@ -174,16 +133,16 @@ def test_ecs_deployment_creates_changes_nothing_when_unchanged_updates_and_stops
     assert environment["CONFIG_PATH"] == created["config_path"]
     assert environment["TRADING_MODE"] == "live"
 
-    unchanged = materialization(deploy(instance, specs, name, resources))
+    unchanged = materialization(deploy(memory_instance, specs, name, resources))
     assert unchanged["aws_write_calls"] == {}
     assert unchanged["actions"] == []
     assert unchanged["task_definition_revision"] == created["task_definition_revision"]
 
-    updated = materialization(deploy(instance, specs, name, resources, stake_amount="0.02"))
+    updated = materialization(deploy(memory_instance, specs, name, resources, stake_amount="0.02"))
     assert updated["task_definition_revision"] == created["task_definition_revision"] + 1
     assert "updated service: taskDefinition" in updated["actions"]
 
-    stopped = materialization(deploy(instance, specs, name, resources, mode="stopped"))
+    stopped = materialization(deploy(memory_instance, specs, name, resources, mode="stopped"))
     assert (stopped["status"], stopped["desired_count"], stopped["actions"]) == (
         "ACTIVE", 0, ["updated service: desiredCount"]
     )
@@ -194,11 +153,11 @@ def test_ecs_deployment_creates_changes_nothing_when_unchanged_updates_and_stops
         definition = aws_env.client("ecs").describe_task_definition(taskDefinition=f"{family}:{revision}", include=["TAGS"])
         assert EXCHANGE_KEY not in json.dumps(definition, default=str)
         assert EXCHANGE_SECRET not in json.dumps(definition, default=str)
-    for record in instance.fetch_materializations(deployment_key(name), limit=10).records:
+    for record in memory_instance.fetch_materializations(deployment_key(name), limit=10).records:
         text = json.dumps({k: str(v.value) for k, v in record.asset_materialization.metadata.items()})
         assert EXCHANGE_KEY not in text and EXCHANGE_SECRET not in text
-    for run in instance.get_runs():
-        logs = "\n".join(str(e.message) + str(e.dagster_event) for e in instance.all_logs(run.run_id))
+    for run in memory_instance.get_runs():
+        logs = "\n".join(str(e.message) + str(e.dagster_event) for e in memory_instance.all_logs(run.run_id))
         assert EXCHANGE_KEY not in logs and EXCHANGE_SECRET not in logs
     assert EXCHANGE_KEY not in caplog.text and EXCHANGE_SECRET not in caplog.text
 
@@ -209,23 +168,23 @@ def created_arn(moto, ecs, bot_id: str) -> str:
 
 
 def test_ecs_throttling_is_retried_and_a_permanent_error_fails_the_asset_naming_the_service(
-    instance, store, deployments_file, ecs, inject, sleeps  # noqa: F811
+    memory_instance, backtest_store, deployments_file, ecs, inject, sleeps
 ):
     name = unique("Dry")
     specs = [strategy(name)]
     write_deployments(deployments_file, {name: {"mode": "dry_run"}})
-    store_config(store, name)
-    record_backtest(instance, name)
-    resources = {"backtest_store": store, "bot_services": ecs}
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
+    resources = {"backtest_store": backtest_store, "bot_services": ecs}
 
     # A resource is copied into each run: inject the faults into the copy through botocore's class-level hooks.
     answered = inject("CreateService", "ThrottlingException", times=2)
-    created = materialization(deploy(instance, specs, name, resources))
+    created = materialization(deploy(memory_instance, specs, name, resources))
     assert created["status"] == "ACTIVE" and len(answered) == 2 and len(sleeps) == 2  # botocore's backoff
 
     inject("UpdateService", "InvalidParameterException", times=100)
     with pytest.raises(dg.Failure) as excinfo:
-        deploy(instance, specs, name, resources, stake_amount="0.5")
+        deploy(memory_instance, specs, name, resources, stake_amount="0.5")
     assert f"update_service for service bot-{strategy_id(name)} in cluster {ecs.cluster_name}" in failure(excinfo)
     assert "InvalidParameterException" in failure(excinfo)
 
@@ -273,18 +232,18 @@ def inject():
     ],
 )
 def test_each_live_interlock_refuses_by_name_and_deploys_nothing(
-    live, allow, secret, missing, instance, store, deployments_file, ecs, exchange_secret, aws_env, monkeypatch  # noqa: F811
+    live, allow, secret, missing, memory_instance, backtest_store, deployments_file, ecs, exchange_secret, aws_env, monkeypatch
 ):
     name = unique("Guarded")
     specs = [strategy(name, live=live)]
     if allow is not None:
         monkeypatch.setenv("TRADAI_ALLOW_LIVE", allow)
-    store_config(store, name)
-    record_backtest(instance, name)
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
     config = {"mode": "live", **({"exchange_secret": exchange_secret if secret == "existing" else secret} if secret else {})}
 
     with pytest.raises(dg.Failure) as excinfo:
-        deploy(instance, specs, name, {"backtest_store": store, "bot_services": ecs}, **config)
+        deploy(memory_instance, specs, name, {"backtest_store": backtest_store, "bot_services": ecs}, **config)
 
     assert f"live deployment of {name} refused" in failure(excinfo)
     assert missing in failure(excinfo)
@@ -294,13 +253,13 @@ def test_each_live_interlock_refuses_by_name_and_deploys_nothing(
 
 
 def test_the_local_backend_refuses_live_and_every_missing_interlock_is_named_at_once(
-    instance, store, deployments_file, local_bots
+    memory_instance, backtest_store, deployments_file, local_bots
 ):
     name = "SampleStrategy"
-    store_config(store, name)
-    record_backtest(instance, name)
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
     with pytest.raises(dg.Failure) as excinfo:
-        deploy(instance, [strategy(name)], name, {"backtest_store": store, "bot_services": local_bots},
+        deploy(memory_instance, [strategy(name)], name, {"backtest_store": backtest_store, "bot_services": local_bots},
                mode="live", exchange_secret="tradai/dev/exchange/binance")
     message = failure(excinfo)
     assert "does not allow live trading" in message
@@ -309,54 +268,54 @@ def test_the_local_backend_refuses_live_and_every_missing_interlock_is_named_at_
     assert local_bots.list_bots() == []
 
 
-def test_a_failed_latest_backtest_is_refused_unless_forced(instance, store, deployments_file, local_bots):
+def test_a_failed_latest_backtest_is_refused_unless_forced(memory_instance, backtest_store, deployments_file, local_bots):
     name = "SampleStrategy"
     specs = [strategy(name)]
-    resources = {"backtest_store": store, "bot_services": local_bots}
-    store_config(store, name)
+    resources = {"backtest_store": backtest_store, "bot_services": local_bots}
+    store_config(backtest_store, name)
 
     with pytest.raises(dg.Failure, match="has never been backtested"):
-        deploy(instance, specs, name, resources, mode="dry_run")
+        deploy(memory_instance, specs, name, resources, mode="dry_run")
 
-    record_backtest(instance, name, succeed=True)
-    failed = record_backtest(instance, name, succeed=False)
+    record_backtest(memory_instance, name, succeed=True)
+    failed = record_backtest(memory_instance, name, succeed=False)
     with pytest.raises(dg.Failure) as excinfo:
-        deploy(instance, specs, name, resources, mode="dry_run")
+        deploy(memory_instance, specs, name, resources, mode="dry_run")
     assert f"the latest backtest of {name} (run {failed.run_id}) failure; deploy with force=True" in failure(excinfo)
     assert local_bots.list_bots() == []
 
-    forced = materialization(deploy(instance, specs, name, resources, mode="dry_run", force=True))
+    forced = materialization(deploy(memory_instance, specs, name, resources, mode="dry_run", force=True))
     assert forced["forced"] is True and forced["actions"] == ["started supervisor"]
 
-    record_backtest(instance, name, succeed=True)  # a later success clears the refusal, and nothing changed
-    assert materialization(deploy(instance, specs, name, resources, mode="dry_run"))["actions"] == []
+    record_backtest(memory_instance, name, succeed=True)  # a later success clears the refusal, and nothing changed
+    assert materialization(deploy(memory_instance, specs, name, resources, mode="dry_run"))["actions"] == []
 
 
-def test_unknown_strategies_and_bad_desired_states_are_clear_errors(instance, deployments_file, local_bots, store):
+def test_unknown_strategies_and_bad_desired_states_are_clear_errors(memory_instance, deployments_file, local_bots, backtest_store):
     specs = [strategy("SampleStrategy")]
     with pytest.raises(UnknownStrategyError, match="unknown strategy 'Nope'; known: SampleStrategy"):
-        check_deployment("Nope", specs, DesiredState(mode="dry_run"), bot_services=local_bots, instance=instance)
+        check_deployment("Nope", specs, DesiredState(mode="dry_run"), bot_services=local_bots, instance=memory_instance)
 
     write_deployments(deployments_file, {"Typo": {"mode": "dry_run"}})
     with pytest.raises(dg.Failure, match=r"unknown strategy Typo; known: SampleStrategy"):
-        deploy(instance, specs, "SampleStrategy", {"backtest_store": store, "bot_services": local_bots})
+        deploy(memory_instance, specs, "SampleStrategy", {"backtest_store": backtest_store, "bot_services": local_bots})
 
     write_deployments(deployments_file, {"SampleStrategy": {"mode": "paper"}})
     with pytest.raises(dg.Failure, match="mode 'paper' must be one of dry_run, live, stopped"):
-        deploy(instance, specs, "SampleStrategy", {"backtest_store": store, "bot_services": local_bots})
+        deploy(memory_instance, specs, "SampleStrategy", {"backtest_store": backtest_store, "bot_services": local_bots})
 
     write_deployments(deployments_file, {})
     with pytest.raises(dg.Failure, match="stake_amount '-1' must be a positive number"):
-        deploy(instance, specs, "SampleStrategy", {"backtest_store": store, "bot_services": local_bots},
+        deploy(memory_instance, specs, "SampleStrategy", {"backtest_store": backtest_store, "bot_services": local_bots},
                mode="dry_run", stake_amount="-1")
 
 
-def test_a_missing_secret_of_a_dry_run_bot_fails_the_asset_naming_it(instance, store, deployments_file, ecs):
+def test_a_missing_secret_of_a_dry_run_bot_fails_the_asset_naming_it(memory_instance, backtest_store, deployments_file, ecs):
     name = unique("Dry")
-    store_config(store, name)
-    record_backtest(instance, name)
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
     with pytest.raises(dg.Failure, match="exchange secret 'tradai/dev/exchange/nope' does not exist"):
-        deploy(instance, [strategy(name)], name, {"backtest_store": store, "bot_services": ecs},
+        deploy(memory_instance, [strategy(name)], name, {"backtest_store": backtest_store, "bot_services": ecs},
                mode="dry_run", exchange_secret="tradai/dev/exchange/nope")
     assert ecs.describe(strategy_id(name)).status == "absent"
 
@@ -365,29 +324,29 @@ def test_a_missing_secret_of_a_dry_run_bot_fails_the_asset_naming_it(instance, s
 
 
 def test_the_kill_switch_stops_live_bots_leaves_dry_run_ones_and_records_the_stop(
-    instance, store, deployments_file, ecs, exchange_secret, monkeypatch  # noqa: F811
+    memory_instance, backtest_store, deployments_file, ecs, exchange_secret, monkeypatch
 ):
     live, dry = unique("Live"), unique("Dry")
     specs = [strategy(live, live=True), strategy(dry)]
     monkeypatch.setenv("TRADAI_ALLOW_LIVE", "true")
     write_deployments(deployments_file, {live: {"mode": "live", "exchange_secret": exchange_secret},
                                          dry: {"mode": "dry_run"}})
-    resources = {"backtest_store": store, "bot_services": ecs}
+    resources = {"backtest_store": backtest_store, "bot_services": ecs}
     for name in (live, dry):
-        store_config(store, name)
-        record_backtest(instance, name)
-        deploy(instance, specs, name, resources)
+        store_config(backtest_store, name)
+        record_backtest(memory_instance, name)
+        deploy(memory_instance, specs, name, resources)
     assert {s.strategy_id: s.trading_mode for s in ecs.list_bots()} == {strategy_id(live): "live", strategy_id(dry): "dry_run"}
 
-    result = build_kill_switch_job(specs).execute_in_process(instance=instance, resources={"bot_services": ecs})
+    result = build_kill_switch_job(specs).execute_in_process(instance=memory_instance, resources={"bot_services": ecs})
 
     assert result.success
     states = {s.strategy_id: s for s in ecs.list_bots()}
     assert states[strategy_id(live)].desired_count == 0
     assert states[strategy_id(dry)].desired_count == 1
-    assert latest_deployment(instance, live)[1]["mode"] == "stopped"
-    assert latest_deployment(instance, live)[1]["trigger"] == "kill_switch"
-    assert latest_deployment(instance, dry)[1]["mode"] == "dry_run"
+    assert latest_deployment(memory_instance, live)[1]["mode"] == "stopped"
+    assert latest_deployment(memory_instance, live)[1]["trigger"] == "kill_switch"
+    assert latest_deployment(memory_instance, dry)[1]["mode"] == "dry_run"
 
     # Pulled again it has nothing left to stop; with include_dry_run it stops the dry-run bot too.
     assert list(kill_all_live(ecs)) == []
@@ -396,12 +355,12 @@ def test_the_kill_switch_stops_live_bots_leaves_dry_run_ones_and_records_the_sto
     assert all(s.desired_count == 0 for s in ecs.list_bots())
 
 
-def test_the_kill_switch_stops_local_dry_run_bots_only_when_asked(instance, store, deployments_file, local_bots):
+def test_the_kill_switch_stops_local_dry_run_bots_only_when_asked(memory_instance, backtest_store, deployments_file, local_bots):
     name = "SampleStrategy"
     specs = [strategy(name)]
-    store_config(store, name)
-    record_backtest(instance, name)
-    deploy(instance, specs, name, {"backtest_store": store, "bot_services": local_bots}, mode="dry_run")
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
+    deploy(memory_instance, specs, name, {"backtest_store": backtest_store, "bot_services": local_bots}, mode="dry_run")
 
     wait_for(lambda: local_bots.describe("sample-strategy").status == "running", 10, "the bot starting")
     assert list(kill_all_live(local_bots)) == []
@@ -410,10 +369,10 @@ def test_the_kill_switch_stops_local_dry_run_bots_only_when_asked(instance, stor
     assert [s.status for s in report] == ["stopped"]
 
 
-def test_image_is_required_on_ecs(instance, store, deployments_file, aws_env, network):  # noqa: F811
+def test_image_is_required_on_ecs(memory_instance, backtest_store, deployments_file, aws_env, network):
     name = unique("Dry")
-    store_config(store, name)
-    record_backtest(instance, name)
+    store_config(backtest_store, name)
+    record_backtest(memory_instance, name)
     no_image = ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env), image=None)
     with pytest.raises(dg.Failure, match="set the bot_services resource's image"):
-        deploy(instance, [strategy(name)], name, {"backtest_store": store, "bot_services": no_image}, mode="dry_run")
+        deploy(memory_instance, [strategy(name)], name, {"backtest_store": backtest_store, "bot_services": no_image}, mode="dry_run")

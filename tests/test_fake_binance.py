@@ -16,7 +16,6 @@ import pytest
 
 from simulator.binance import to_ms
 from tests.fakes.client import FakeBinance, FakeBinanceError
-from tests.fakes.fixtures import fake_binance, fake_binance_clean  # noqa: F401
 from tradai_core.binance_urls import API_PATHS
 
 FIVE_MINUTES = 5 * 60_000
@@ -392,6 +391,7 @@ def test_klines_corruptions(fake_binance_clean):
 # ---------------------------------------------------------------------- config and data files
 
 
+@pytest.mark.integration
 def test_custom_markets_and_data_dir(tmp_path):
     hours = pd.date_range("2023-05-01", periods=48, freq="1h", tz="UTC").delete([10, 11])  # a gap
     candles = pd.DataFrame({"date": hours, "open": 20.0, "high": 21.5, "low": 19.25, "close": 20.5,
@@ -431,6 +431,7 @@ def test_custom_markets_and_data_dir(tmp_path):
     assert fake.returncode == 0 and pid is not None
 
 
+@pytest.mark.integration
 def test_real_sample_data_is_served_with_its_gaps():
     with FakeBinance(data_dir=SAMPLE_DATA) as fake:
         ex = exchange(fake)

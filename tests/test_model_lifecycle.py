@@ -65,11 +65,6 @@ def lifecycle_resources(root, arctic, tracking_uri=None):
     }
 
 
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
 def two_versions(tmp_path, tracking_uri, name):
     """A champion and a challenger (toy models; the decision here is on given returns)."""
     from sklearn.linear_model import LogisticRegression

@@ -33,12 +33,6 @@ from tradai_core.settings import SettingsError
 NOTIFICATIONS = "tradai.notifications"
 
 
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory):
-    # One SQLite store per module: building MLflow's tables takes seconds, a model version milliseconds.
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
 class Location:
     """A toy model strategy on synthetic candles, a champion trained on all but the last two days, its
     drift check, job and schedule, and the model sensors."""
@@ -258,6 +252,7 @@ def test_a_failed_run_is_notified(instance, caplog):
     assert result.run_id in text and "nightly" in text and "candles went missing" in text
 
 
+@pytest.mark.integration
 def test_a_drift_check_and_tick_through_a_real_mlflow_server(tmp_path):
     with mlflow_server(tmp_path / "server") as server, dg.instance_for_test() as instance:
         location_root = tmp_path / "location"

@@ -14,12 +14,12 @@ import pytest
 
 from resources.model_registry import CHALLENGER, CHAMPION
 from tests.backtest_support import copy_strategies
-from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
+from tests.market_data_support import failure_message, materialization_metadata
 from tests.model_support import ModelLocation, strategy_variant
 from tradai_assets.model_training import model_target
+from tradai_assets.strategies import backtest_key, backtest_model_version
 from tradai_core.keys import model_key
 from tradai_core.model_data import feature_window, predict
-from tradai_assets.strategies import backtest_key, backtest_model_version
 from tradai_core.model_strategy import ModelUnavailableError, load_model, load_strategy_class
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,20 +28,14 @@ TWO_PAIRS = {'    timeframe = "5m"\n': '    timeframe = "5m"\n    pairs = ["ETH/
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def location(tmp_path_factory, instance):
+def location(tmp_path_factory, module_instance):
     root = tmp_path_factory.mktemp("model-strategies")
     strategies = copy_strategies(root / "strategies", "MlMomentum")
     strategy_variant(strategies, "MlGone", TWO_PAIRS)
     strategy_variant(strategies, "MlUntrained", TWO_PAIRS)
     location = ModelLocation(root, strategies)
-    location.load_sample(instance)
-    result = location.train("MlMomentum", instance)
+    location.load_sample(module_instance)
+    result = location.train("MlMomentum", module_instance)
     assert result.success, failure_message(result)
     return location
 
@@ -93,8 +87,8 @@ def test_no_skew_between_training_features_and_a_real_backtest_on_the_holdout(lo
     assert params["model_name"] == "MlMomentum" and params["model_version"] == "1" and params["timerange"] == timerange
 
 
-def test_backtest_records_the_model_version_and_reproduces_after_the_alias_moves(location, instance):
-    first = location.backtest("MlMomentum", instance)
+def test_backtest_records_the_model_version_and_reproduces_after_the_alias_moves(location, module_instance):
+    first = location.backtest("MlMomentum", module_instance)
     assert first.success, failure_message(first)
     meta = materialization_metadata(first, backtest_key("MlMomentum"))
     assert meta["model_name"] == "MlMomentum" and meta["model_version"] == 1
@@ -103,25 +97,25 @@ def test_backtest_records_the_model_version_and_reproduces_after_the_alias_moves
     assert (params["model_name"], params["model_version"]) == ("MlMomentum", "1")
     assert location.store.read_backtest("MlMomentum")[3]["model_version"] == "1"
 
-    retrained = location.train("MlMomentum", instance, seed=7)
+    retrained = location.train("MlMomentum", module_instance, seed=7)
     assert retrained.success, failure_message(retrained)
     assert location.registry.aliases("MlMomentum") == {CHAMPION: 1, CHALLENGER: 2}
     location.registry.record_decision("MlMomentum", {"outcome": "promote", "p_value": 0.01}, "test")
     assert location.registry.aliases("MlMomentum")[CHAMPION] == 2
 
-    reproduced = location.run_job("reproduce_backtest", instance, "rerun_logged_backtest", {"mlflow_run_id": run_id})
+    reproduced = location.run_job("reproduce_backtest", module_instance, "rerun_logged_backtest", {"mlflow_run_id": run_id})
     assert reproduced.success, failure_message(reproduced)
     assert reproduced.output_for_node("rerun_logged_backtest") is True
     rerun = [e for e in reproduced.all_events if e.event_type_value == "STEP_OUTPUT"][0]
     assert rerun.event_specific_data.metadata["model_version"].value == 1
 
-    adhoc = location.run_job("adhoc_backtest", instance, "backtest_with_overrides", {
+    adhoc = location.run_job("adhoc_backtest", module_instance, "backtest_with_overrides", {
         "strategy": "MlMomentum", "timerange": "20180125-20180128", "pairs": ["ETH/BTC", "LTC/BTC"],
     })
     assert adhoc.success, failure_message(adhoc)
     params, _, _ = location.mlflow.run_record(adhoc.output_for_node("backtest_with_overrides"))
     assert params["model_version"] == "2"  # the champion now
-    pinned = location.run_job("adhoc_backtest", instance, "backtest_with_overrides", {
+    pinned = location.run_job("adhoc_backtest", module_instance, "backtest_with_overrides", {
         "strategy": "MlMomentum", "timerange": "20180125-20180128", "pairs": ["ETH/BTC", "LTC/BTC"], "model_version": 1,
     })
     assert pinned.success, failure_message(pinned)
@@ -136,18 +130,18 @@ def test_backtest_of_a_model_asset_depends_on_its_training_asset(location):
     assert dg.AssetKey(["ohlcv", "binance", "spot"]) in training.asset_deps[model_key("MlMomentum")]
 
 
-def test_alias_pointing_at_a_deleted_version_fails_clearly(location, instance):
-    assert location.train("MlGone", instance).success
+def test_alias_pointing_at_a_deleted_version_fails_clearly(location, module_instance):
+    assert location.train("MlGone", module_instance).success
     location.client().delete_model_version("MlGone", "1")
-    result = location.backtest("MlGone", instance)
+    result = location.backtest("MlGone", module_instance)
     assert not result.success
     message = failure_message(result)
     assert "MlGone: cannot resolve the model to backtest with" in message
     assert "last set it to version 1" in message and "has been deleted" in message
 
 
-def test_untrained_model_strategy_fails_clearly_in_dagster_and_in_freqtrade(location, instance, monkeypatch):
-    result = location.backtest("MlUntrained", instance)
+def test_untrained_model_strategy_fails_clearly_in_dagster_and_in_freqtrade(location, module_instance, monkeypatch):
+    result = location.backtest("MlUntrained", module_instance)
     assert not result.success and "MlUntrained has no version with the alias 'champion'" in failure_message(result)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", location.tracking_uri)
     monkeypatch.delenv("TRADAI_MODEL_VERSION", raising=False)

@@ -3,13 +3,12 @@ lineage and reference bins in MLflow, deterministic training, purged walk-forwar
 
 import json
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from resources.model_registry import CHALLENGER, CHAMPION
-from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
+from tests.market_data_support import failure_message, materialization_metadata
 from tests.model_support import ModelLocation, strategy_variant
 from tradai_assets.model_training import (
     ModelInputError,
@@ -29,13 +28,7 @@ FEATURES = ["ret_1", "ret_3", "ret_6", "ret_12", "ret_36", "rsi_14", "volatility
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def location(tmp_path_factory, instance):
+def location(tmp_path_factory, module_instance):
     root = tmp_path_factory.mktemp("models")
     strategies = root / "strategies"
     strategy_variant(strategies, "MlSmall", SMALL)
@@ -50,15 +43,15 @@ def location(tmp_path_factory, instance):
     strategy_variant(strategies, "MlFewRows", {**SMALL, '"min_rows": 2000': '"min_rows": 10_000_000'})
     strategy_variant(strategies, "MlBadSettings", {**SMALL, '"folds": 3': '"folds": 3, "fold": 5'})
     location = ModelLocation(root, strategies)
-    location.load_sample(instance)
+    location.load_sample(module_instance)
     return location
 
 
 @pytest.fixture(scope="module")
-def trainings(location, instance):
-    first = location.train("MlSmall", instance, trigger="test first")
+def trainings(location, module_instance):
+    first = location.train("MlSmall", module_instance, trigger="test first")
     assert first.success, failure_message(first)
-    second = location.train("MlSmall", instance, seed=7)
+    second = location.train("MlSmall", module_instance, seed=7)
     assert second.success, failure_message(second)
     return first, second
 
@@ -154,8 +147,8 @@ def test_walk_forward_folds_split_on_time_never_overlap_and_keep_the_purge_gap(l
         walk_forward_folds(pd.date_range("2024-01-01", periods=20, freq="5min", tz="UTC"), 3, 12, step)
 
 
-def test_nan_or_inf_features_fail_naming_feature_pair_and_count_and_register_nothing(location, instance):
-    result = location.train("MlBroken", instance)
+def test_nan_or_inf_features_fail_naming_feature_pair_and_count_and_register_nothing(location, module_instance):
+    result = location.train("MlBroken", module_instance)
     assert not result.success
     message = failure_message(result)
     assert "MlBroken" in message and "NaN or infinite" in message
@@ -166,16 +159,16 @@ def test_nan_or_inf_features_fail_naming_feature_pair_and_count_and_register_not
     assert location.registry.audit_log("MlBroken").empty
 
 
-def test_too_few_rows_fail_with_the_counts_and_register_nothing(location, instance):
-    result = location.train("MlFewRows", instance)
+def test_too_few_rows_fail_with_the_counts_and_register_nothing(location, module_instance):
+    result = location.train("MlFewRows", module_instance)
     assert not result.success
     message = failure_message(result)
     assert "fewer than min_rows = 10000000" in message and "ETH/BTC " in message and "labelled training row(s)" in message
     assert "MlFewRows" not in location.registered_models()
 
 
-def test_unknown_model_setting_is_refused_naming_it(location, instance):
-    result = location.train("MlBadSettings", instance)
+def test_unknown_model_setting_is_refused_naming_it(location, module_instance):
+    result = location.train("MlBadSettings", module_instance)
     assert not result.success and "unknown key(s) fold" in failure_message(result)
     with pytest.raises(ModelSettingsError, match="purge .* must be at least label_horizon"):
         ModelSettings.from_spec({"label_horizon": 12, "purge": 5})

@@ -47,14 +47,6 @@ class WebhookServer:
 
 
 @pytest.fixture
-def aws_env(moto, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return moto
-
-
-@pytest.fixture
 def topic_with_queue(aws_env, request):
     """An SNS topic with an SQS queue subscribed to it, to read published messages back."""
     sns, sqs = aws_env.client("sns"), aws_env.client("sqs")

@@ -14,7 +14,6 @@ from resources.bot_services import BotServices, BotState, EcsBotServices, Servic
 from resources.local_bots import LocalBotServices, LocalBotState
 from resources.trading_state import DynamoTradingState, SqliteTradingState, TradingState
 from tests.deployment_support import deploy, ecs_services, materialization, new_bucket, new_cluster, strategy
-from tests.test_bot_services_ecs import aws_env, network  # noqa: F401
 from tradai_assets.definitions import build_resources
 from tradai_assets.deployments import DEPLOYMENTS_ENV, build_kill_switch_job, strategy_id
 

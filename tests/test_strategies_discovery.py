@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from tests.backtest_support import BacktestLocation, copy_strategies
-from tests.market_data_support import INSTANCE_OVERRIDES, failure_message, materialization_metadata
+from tests.market_data_support import failure_message, materialization_metadata
 from tradai_assets.definitions import build_definitions
 from tradai_assets.strategies import backtest_key, config_key
 from tradai_core.strategy_discovery import discover_strategies
@@ -60,19 +60,13 @@ def test_discovery_reads_metadata_without_importing(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def instance():
-    with dg.instance_for_test(overrides=INSTANCE_OVERRIDES) as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def location(tmp_path_factory, instance):
+def location(tmp_path_factory, module_instance):
     root = tmp_path_factory.mktemp("broken")
     strategies = copy_strategies(root / "strategies", "RsiMeanReversion")
     for name, source in BROKEN.items():
         (strategies / f"{name}.py").write_text(source)
     location = BacktestLocation(root, strategies)
-    location.load_sample(instance)
+    location.load_sample(module_instance)
     return location
 
 
@@ -86,16 +80,16 @@ def location(tmp_path_factory, instance):
         ("RaisesInPopulate", backtest_key, "ValueError: indicator blew up"),
     ],
 )
-def test_broken_strategy_fails_its_own_asset_naming_file_and_reason(location, instance, name, failing, reason):
-    result = location.backtest(name, instance)
+def test_broken_strategy_fails_its_own_asset_naming_file_and_reason(location, module_instance, name, failing, reason):
+    result = location.backtest(name, module_instance)
     assert not result.success
     message = failure_message(result)
     assert reason in message and f"{name}.py" in message
     assert {e.step_key for e in result.all_events if e.is_step_failure} == {failing(name).to_python_identifier()}
 
 
-def test_a_working_strategy_beside_broken_ones_backtests(location, instance):
+def test_a_working_strategy_beside_broken_ones_backtests(location, module_instance):
     assert {s.name for s in location.strategies.specs} == {"RsiMeanReversion", *BROKEN}
-    result = location.backtest("RsiMeanReversion", instance)
+    result = location.backtest("RsiMeanReversion", module_instance)
     assert result.success, failure_message(result)
     assert materialization_metadata(result, backtest_key("RsiMeanReversion"))["trades"] > 0

@@ -18,13 +18,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def dynamo_store(moto, monkeypatch: pytest.MonkeyPatch) -> DynamoTradingState:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def dynamo_store(aws_env) -> DynamoTradingState:
     table = f"{aws_contract.trading_state_table('dev')}-{uuid.uuid4().hex[:8]}"
-    dynamodb = moto.client("dynamodb")
+    dynamodb = aws_env.client("dynamodb")
     # The table as infra/storage.py declares it.
     dynamodb.create_table(
         TableName=table,
@@ -36,7 +32,7 @@ def dynamo_store(moto, monkeypatch: pytest.MonkeyPatch) -> DynamoTradingState:
         TableName=table,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": aws_contract.TABLE_TTL_ATTRIBUTE},
     )
-    return DynamoTradingState(stack="dev", table=table, region=moto.region, endpoint_url=moto.url)
+    return DynamoTradingState(stack="dev", table=table, region=aws_env.region, endpoint_url=aws_env.url)
 
 
 @pytest.fixture
@@ -44,7 +40,7 @@ def sqlite_store(tradai_home: Path) -> SqliteTradingState:
     return SqliteTradingState()
 
 
-@pytest.fixture(params=["dynamo", "sqlite"])
+@pytest.fixture(params=[pytest.param("dynamo", marks=pytest.mark.integration), "sqlite"])
 def store(request):
     return request.getfixturevalue(f"{request.param}_store")
 

@@ -2,9 +2,8 @@
 than its 15 startup candles to settle, which the recursive check reports."""
 
 import talib.abstract as ta
-from pandas import DataFrame
-
 from freqtrade.strategy import IStrategy
+from pandas import DataFrame
 
 
 class NoPeeking(IStrategy):

@@ -2,9 +2,8 @@
 lookahead check flags it."""
 
 import talib.abstract as ta
-from pandas import DataFrame
-
 from freqtrade.strategy import IStrategy
+from pandas import DataFrame
 
 
 class PeeksAhead(IStrategy):
