@@ -20,6 +20,7 @@ class EmaCrossFutures(IStrategy):
         "margin_mode": "isolated",
         "stake_currency": "USDT",
         "stake_amount": 100,
+        "dry_run_wallet": 1000,  # USDT: the base config's wallet is in BTC
         "max_open_trades": 1,
         "timerange": "20211118-20211121",
         # Binance futures configs need order-book pricing, even in backtests.

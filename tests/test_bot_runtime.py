@@ -283,8 +283,12 @@ def test_a_bot_in_a_crash_loop_ends_failed_after_the_restart_limit(tradai_home: 
     try:
         services.reconcile(spec)
         # No endless restarts: the supervisor gives up and exits, so nothing is left that could restart it.
-        failed = wait_for(lambda: (s := services.describe("crashing")).status == "failed" and s.supervisor_pid is None
-                          and s, 120, "giving up")
+        # Until the supervisor has written its state, a bot it has not started yet also reads as failed:
+        # wait for the supervisor's own word that it gave up, and for it to have exited.
+        supervisor_log = services.bot_dir("crashing") / "supervisor.log"
+        failed = wait_for(lambda: "giving up" in text(supervisor_log)
+                          and (s := services.describe("crashing")).supervisor_pid is None and s, 120, "giving up")
+        assert failed.status == "failed"
         assert (failed.restarts, failed.last_exit_code, failed.bot_pid) == (1, 2, None)
         log = text(services.bot_dir("crashing") / "bot.log")
         assert log.count("not valid JSON") == 2

@@ -117,7 +117,8 @@ def test_delete_forgets_the_bot_but_keeps_its_log(bots, config, tmp_path):
     services = local(bots, tradai=stand_in(tmp_path / "ft", "echo hello; exec sleep 300"))
     services.reconcile(spec(config))
     wait_for(lambda: "hello" in text(services.bots_dir / "sample-local" / "bot.log"), 10, "output")
-    bot_pid = services.describe("sample-local").bot_pid
+    # The bot prints before its supervisor records its pid: wait for the record too.
+    bot_pid = wait_for(lambda: services.describe("sample-local").bot_pid, 10, "the bot's pid recorded")
 
     deleted = services.delete("sample-local")
 

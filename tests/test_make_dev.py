@@ -2,6 +2,7 @@
 .venv), in a terminal, on free ports. Every service answers its health endpoint, a backtest runs
 through the API and its MLflow link answers, and one Ctrl-C stops every process with exit status 0."""
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -149,11 +150,17 @@ def test_make_dev_on_a_fresh_clone_serves_everything_runs_a_backtest_and_stops_o
         terminal.reader.join(timeout=5)
     finally:
         terminal.close()
+        # Services run in sessions of their own: whatever outlived make is recorded, then killed, so a
+        # failing run leaves nothing behind on the machine.
+        left = processes_of(home)
+        for process in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
     shown = terminal.text
     assert status == 0, shown[-5000:]
     assert stopped_after < 10, f"stopped after {stopped_after:.1f} s"
     assert not [line for line in shown.splitlines() if any(crash in line for crash in CRASH_LINES)], shown[-5000:]
     assert "Stopped in" in shown
-    assert processes_of(home) == []
+    assert left == []
     assert not [p for p in running if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     print(f"make dev stopped {stopped_after:.1f} s after Ctrl-C")
