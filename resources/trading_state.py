@@ -13,6 +13,7 @@ eventually (up to days later), and readers must not mistake a long-dead bot for 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import time
@@ -168,6 +169,35 @@ def default_state_path() -> Path:
     return home / "bots" / "state.db"
 
 
+_INITIALISED: set[Path] = set()
+
+
+def _initialise(database: Path) -> None:
+    """Switches the file to WAL and creates the table, one process at a time.
+
+    SQLite answers "database is locked" at once, without waiting for its busy timeout, when two
+    connections change the journal mode of a new file together; a file lock beside the database
+    serialises the first connection of each process instead.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.init-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with closing(sqlite3.connect(database, timeout=30)) as connection:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(
+                f"""CREATE TABLE IF NOT EXISTS heartbeats (
+                    {KEY} TEXT PRIMARY KEY,
+                    status TEXT NOT NULL,
+                    last_heartbeat TEXT NOT NULL,
+                    last_heartbeat_epoch REAL NOT NULL,
+                    open_trades INTEGER NOT NULL,
+                    profit REAL NOT NULL,
+                    {TTL_ATTRIBUTE} INTEGER NOT NULL
+                )"""
+            )
+
+
 class SqliteTradingState(TradingState):
     """Heartbeats in a local SQLite file (development); safe for several writing processes."""
 
@@ -179,22 +209,12 @@ class SqliteTradingState(TradingState):
         return Path(self.path) if self.path else default_state_path()
 
     def _connect(self) -> sqlite3.Connection:
-        self.database.parent.mkdir(parents=True, exist_ok=True)
-        # Bots write concurrently: wait for the lock rather than fail, and let readers run beside a writer.
-        connection = sqlite3.connect(self.database, timeout=30)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(
-            f"""CREATE TABLE IF NOT EXISTS heartbeats (
-                {KEY} TEXT PRIMARY KEY,
-                status TEXT NOT NULL,
-                last_heartbeat TEXT NOT NULL,
-                last_heartbeat_epoch REAL NOT NULL,
-                open_trades INTEGER NOT NULL,
-                profit REAL NOT NULL,
-                {TTL_ATTRIBUTE} INTEGER NOT NULL
-            )"""
-        )
-        return connection
+        database = self.database
+        if database not in _INITIALISED or not database.exists():
+            _initialise(database)
+            _INITIALISED.add(database)
+        # Bots write concurrently: wait for the lock rather than fail (WAL lets readers run beside a writer).
+        return sqlite3.connect(database, timeout=30)
 
     def put(self, heartbeat: Heartbeat) -> None:
         with closing(self._connect()) as connection, connection:

@@ -141,7 +141,7 @@ for n in range(40):
 def test_several_bot_processes_write_the_local_store_at_once(tmp_path: Path):
     database = tmp_path / "bots" / "state.db"
     database.parent.mkdir(parents=True)
-    bots = [f"bot-{n}" for n in range(3)]
+    bots = [f"bot-{n}" for n in range(5)]
     writers = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(database), bot], cwd=PROJECT_ROOT, stderr=subprocess.PIPE)
         for bot in bots
