@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tests.api_support import SECRET, UNREACHABLE_GRAPHQL, JwksServer, RsaKey, bearer, hs256_settings, hs256_token
 from tradai_api.app import create_app
 from tradai_api.auth import ADMIN, ALL_SCOPES, BACKTESTS_READ, DATA_READ
-from tradai_api.settings import DEFAULT_AUDIENCE, ApiSettings, SettingsError
+from tradai_api.settings import DEFAULT_AUDIENCE, ApiSettings, RateLimit, SettingsError
 
 ROUTE = "/api/v1/strategies"  # answers from the strategy files alone: no Dagster needed
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
@@ -162,6 +162,24 @@ def test_settings_refuse_a_short_secret_and_incomplete_jwks_mode():
         ApiSettings.from_environment({"TRADAI_API_AUTH": "jwks", "TRADAI_API_JWKS_URL": "https://idp.example/jwks.json",
                                       "TRADAI_API_JWT_ISSUER": ISSUER})
     assert ApiSettings.from_environment({"TRADAI_API_JWT_SECRET": SECRET}).audience == DEFAULT_AUDIENCE
+
+
+def test_every_bad_environment_variable_is_named_in_one_error(monkeypatch):
+    environ = {"TRADAI_API_JWT_SECRET": SECRET, "TRADAI_API_RATE_LIMIT": "lots", "TRADAI_API_MAX_BODY_BYTES": "0",
+               "TRADAI_API_HEARTBEAT_MAX_AGE_SECONDS": "soon", "TRADAI_API_WARM_UP": "false"}
+    with pytest.raises(SettingsError) as caught:
+        ApiSettings.from_environment(environ)
+    message = str(caught.value)
+    assert "TRADAI_API_RATE_LIMIT='lots': expected REQUESTS/PERIOD" in message
+    assert "TRADAI_API_MAX_BODY_BYTES='0': Input should be greater than or equal to 1" in message
+    assert "TRADAI_API_HEARTBEAT_MAX_AGE_SECONDS='soon'" in message
+    good = ApiSettings.from_environment({**environ, "TRADAI_API_RATE_LIMIT": "5/1m", "TRADAI_API_MAX_BODY_BYTES": "10",
+                                         "TRADAI_API_HEARTBEAT_MAX_AGE_SECONDS": "60"})
+    assert (good.rate_limit, good.max_body_bytes, good.heartbeat_max_age_seconds, good.warm_up) == (
+        RateLimit(5, 60), 10, 60.0, False)
+    # Settings built in code take only what they are given, whatever the process environment holds.
+    monkeypatch.setenv("TRADAI_API_AUTH", "jwks")
+    assert ApiSettings(jwt_secret=SECRET).auth_mode == "hs256"
 
 
 # RS256 against a JWKS -----------------------------------------------------------------------------

@@ -207,15 +207,19 @@ def test_a_strategy_importing_the_product_is_named(tmp_path):
     ]
 
 
-def test_the_bot_runtime_starts_without_the_code_location():
+@pytest.mark.parametrize(
+    ("entry_point", "not_loaded"),
+    [
+        ("tradai_bot.runtime", {"tradai_assets", "sensors", "tradai_api", "tradai_client", "simulator"}),
+        # `tradai run-bot`, the bot image's command, starts from the CLI module.
+        ("tradai_client.cli", {"tradai_assets", "sensors", "tradai_api", "simulator", "fastapi"}),
+    ],
+)
+def test_the_bot_runtime_starts_without_the_code_location(entry_point, not_loaded):
     """The bot image's entry point loads no Dagster asset module, API or simulator."""
     import subprocess
 
-    code = (
-        "import sys, tradai_bot.runtime; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'tradai_assets', 'sensors', 'tradai_api', 'tradai_client', 'simulator'}))"
-    )
+    code = f"import sys, {entry_point}; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(not_loaded)!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -12,19 +12,13 @@ from dataclasses import dataclass
 
 import jwt
 
+from resources.aws_contract import API_SCOPES
 from tradai_api.settings import DEFAULT_AUDIENCE, ApiSettings
 
-BACKTESTS_READ = "backtests:read"
-BACKTESTS_RUN = "backtests:run"
-DATA_READ = "data:read"
-DATA_SYNC = "data:sync"
-MODELS_READ = "models:read"
-MODELS_WRITE = "models:write"
-BOTS_READ = "bots:read"
-BOTS_WRITE = "bots:write"
-ADMIN = "admin"
-"""Operating the API itself: the health report's details (store locations, error messages)."""
-ALL_SCOPES = (BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC, MODELS_READ, MODELS_WRITE, BOTS_READ, BOTS_WRITE, ADMIN)
+# One list of scopes for the API, the CLI and the identity provider's resource server (infra/).
+ALL_SCOPES = API_SCOPES
+BACKTESTS_READ, BACKTESTS_RUN, DATA_READ, DATA_SYNC, MODELS_READ, MODELS_WRITE, BOTS_READ, BOTS_WRITE, ADMIN = ALL_SCOPES
+"""``admin``: operating the API itself: the health report's details (store locations, error messages)."""
 # Tolerated clock difference between the token's issuer and this process.
 LEEWAY_SECONDS = 30
 JWKS_LIFESPAN_SECONDS = 300.0

@@ -17,7 +17,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from tradai_api.auth import ALL_SCOPES
+from resources.aws_contract import API_SCOPES
 from tradai_client.client import ApiError, TradaiClient, format_detail
 
 console = Console(highlight=False)
@@ -503,7 +503,7 @@ def bots_kill_switch(include_dry_run, yes):
 @click.option("--subject", default=lambda: os.environ.get("USER", "developer"), show_default="$USER",
               help="the token's sub claim: who the API sees (rate limits are per subject)")
 @click.option("--scope", "scopes", multiple=True,
-              type=click.Choice(list(ALL_SCOPES)),
+              type=click.Choice(list(API_SCOPES)),
               help="repeatable; default every scope")
 @click.option("--ttl-minutes", type=click.FloatRange(min=1), default=None,
               help="lifetime (default TRADAI_API_JWT_TTL_MINUTES, else 720)")
@@ -518,7 +518,7 @@ def token(subject, scopes, ttl_minutes):
         fail(f"{EnvVar.API_JWT_SECRET} is not set; it must be the secret the API verifies with")
     ttl = ttl_minutes or float(os.environ.get(EnvVar.API_JWT_TTL_MINUTES, 720))
     click.echo(mint_token(
-        secret, subject, list(scopes) or list(ALL_SCOPES), ttl * 60,
+        secret, subject, list(scopes) or list(API_SCOPES), ttl * 60,
         algorithm=os.environ.get(EnvVar.API_JWT_ALGORITHM, "HS256"),
         issuer=os.environ.get(EnvVar.API_JWT_ISSUER), audience=os.environ.get(EnvVar.API_JWT_AUDIENCE, DEFAULT_AUDIENCE),
     ))

@@ -43,7 +43,14 @@ def read(settings: type[Settings], environ: dict[str, str] | None = None, **over
         # Only ``environ``: the process environment is not consulted.
         return settings.model_validate({**_from_mapping(settings, environ), **overrides})
     except ValidationError as exc:
-        raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from exc
+        raise settings_error(settings, exc) from exc
+
+
+def settings_error(settings: type[EnvironmentSettings], exc: ValidationError) -> SettingsError:
+    """One ``SettingsError`` naming every bad variable of ``exc`` (by variable, also for a value given
+    by field name)."""
+    variables = {name: info.validation_alias or name for name, info in settings.model_fields.items()}
+    return SettingsError("; ".join(_describe(error, variables) for error in exc.errors()))
 
 
 def _from_mapping(settings: type[EnvironmentSettings], environ: dict[str, str]) -> dict[str, str]:
@@ -52,11 +59,14 @@ def _from_mapping(settings: type[EnvironmentSettings], environ: dict[str, str]) 
     return {v: environ[v] for v in variables if environ.get(v) not in (None, "")}
 
 
-def _describe(error) -> str:
-    variable = error["loc"][0] if error["loc"] else "settings"
+def _describe(error, variables: dict[str, str]) -> str:
+    variable = variables.get(error["loc"][0], error["loc"][0]) if error["loc"] else "settings"
+    message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    if error["type"] == "value_error" and (not error["loc"] or variable in message):
+        return message  # the project's own check, whose message names the variables
     value = error.get("input")
     shown = f"{variable}={value!r}" if isinstance(value, str) else str(variable)
-    return f"{shown}: {error['msg']}"
+    return f"{shown}: {message}"
 
 
 class LocationSettings(EnvironmentSettings):
