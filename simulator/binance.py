@@ -62,6 +62,8 @@ Control endpoints (never subject to faults)
 
 Run ``python -m simulator.binance --host 127.0.0.1 --port 0 [--data-dir DIR] [--config FILE]``:
 prints ``LISTENING http://HOST:PORT`` once ready and serves until SIGTERM or SIGINT (exit code 0).
+This module is the exchange itself (:class:`FakeExchange`); its HTTP layer is a Starlette application
+(:func:`simulator.app.create_app`), which tests can also drive in-process with Starlette's TestClient.
 """
 
 from __future__ import annotations
@@ -77,8 +79,6 @@ import os
 import random
 import re
 import signal
-import socket
-import struct
 import sys
 import threading
 import time
@@ -88,10 +88,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -875,6 +873,10 @@ class FakeExchange:
             ("GET", "/sapi/v1/margin/isolated/allPairs"): lambda req: [],
         }
 
+    def routes(self) -> list[tuple[str, str]]:
+        """The (method, path) pairs of the Binance API this exchange answers."""
+        return list(self._routes)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any], data_dir: Path | None = None) -> FakeExchange:
         """From the JSON config: ``{"seed": 0, "spot": [market, ...], "futures": [market, ...],
@@ -1635,83 +1637,6 @@ class FakeExchange:
             log.info("%s: %d %s %s rows of %s", path, len(times), kind, interval, market.symbol)
 
 
-# ---------------------------------------------------------------------- HTTP
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as ccxt's requests / aiohttp sessions expect
-    disable_nagle_algorithm = True  # avoid 40 ms delayed-ACK stalls on small keep-alive answers
-    server_version = "FakeBinance"
-    sys_version = ""
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        exchange = self.server.exchange
-        try:
-            if url.path.startswith("/__"):
-                reply = exchange.handle_control(method, url.path, body)
-            else:
-                params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-                if body and self.headers.get_content_type() == "application/x-www-form-urlencoded":
-                    form = parse_qs(body.decode(), keep_blank_values=True)
-                    params |= {k: v[-1] for k, v in form.items()}
-                reply = exchange.handle(method, url.path, params, self.headers)
-        except Exception:  # a bug here must not look like a dropped connection to the client
-            log.exception("error answering %s %s", method, self.path)
-            reply = Reply.error(500, -1000, "Internal error in the fake Binance server.")
-        if reply.disconnect == "reset":
-            # SO_LINGER 0: close() sends a TCP reset instead of an orderly end, as a dropped proxy does.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            return
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if reply.disconnect == "truncate":
-            self.wfile.write(reply.body[: len(reply.body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], exchange: FakeExchange):
-        super().__init__(address, _Handler)
-        self.exchange = exchange
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that gave up (timeouts) close their sockets: not worth a traceback.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m simulator.binance", description=__doc__.split("\n")[0]
@@ -1737,20 +1662,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         config["seed"] = args.seed
     exchange = FakeExchange.from_config(config, data_dir=args.data_dir)
-    server = _Server((args.host, args.port), exchange)
+    from simulator.app import server  # the HTTP layer (Starlette under uvicorn) needs the exchange defined
+
+    serving = server(exchange, args.host, args.port)
+    serving.install_signal_handlers = lambda: None  # SIGTERM and SIGINT stop the loop below instead
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    serve = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+    serve = threading.Thread(target=serving.run, daemon=True)
     serve.start()
-    print(f"LISTENING http://{args.host}:{server.server_address[1]}", flush=True)
+    while not serving.started:
+        if not serve.is_alive():
+            return 1  # uvicorn has logged why (the port is taken, say)
+        time.sleep(0.02)
+    port = serving.servers[0].sockets[0].getsockname()[1]
+    print(f"LISTENING http://{args.host}:{port}", flush=True)
     while not stop.wait(0.5):
         if args.parent_pid is not None and os.getppid() != args.parent_pid:
             log.warning("parent process %d is gone; stopping", args.parent_pid)
             break
     exchange.stopping.set()
-    server.shutdown()
-    server.server_close()
+    serving.should_exit = True
+    serve.join(timeout=10)
     return 0
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,18 @@ def exchange(fake: FakeBinance, market_type: str = "spot", **extra: Any) -> ccxt
     return ccxt.binance(fake.ccxt_config(market_type, enableRateLimit=False, **extra))
 
 
-def raw(fake: FakeBinance, path: str, **params: Any) -> tuple[int, dict[str, str], Any]:
-    """(status, headers, decoded JSON body) of a GET on the fake."""
+def raw(fake: FakeBinance, path: str, **params: Any) -> tuple[int, Message, Any]:
+    """(status, headers (names case-insensitive, as in HTTP), decoded JSON body) of a GET on the fake."""
     query = "&".join(f"{k}={v}" for k, v in params.items())
     try:
         with urllib.request.urlopen(f"{fake.url}{path}?{query}", timeout=10) as response:
-            return response.status, dict(response.headers), json.load(response)
+            return response.status, response.headers, json.load(response)
     except urllib.error.HTTPError as e:
         body = e.read()
         try:
-            return e.code, dict(e.headers), json.loads(body)
+            return e.code, e.headers, json.loads(body)
         except ValueError:
-            return e.code, dict(e.headers), body.decode()
+            return e.code, e.headers, body.decode()
 
 
 def klines(fake: FakeBinance, path: str = "/api/v3/klines", **params: Any) -> list[list]:
@@ -446,3 +447,48 @@ def test_real_sample_data_is_served_with_its_gaps():
         fx = exchange(fake, "futures")
         funding = fx.fetch_funding_rate_history("XRP/USDT:USDT", since=0, limit=1000)
         assert len(funding) == 91 and funding[0]["datetime"] == "2021-11-18T00:00:00.017Z"
+
+
+# In-process: the Starlette application without a socket ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def in_process():
+    from starlette.testclient import TestClient
+
+    from simulator.app import create_app
+    from simulator.binance import FakeExchange
+
+    exchange = FakeExchange.from_config({"now_ms": "2024-03-01T00:00:00Z"})
+    with TestClient(create_app(exchange)) as client:
+        yield client, exchange
+
+
+def test_the_exchange_answers_in_process_as_over_http(in_process):
+    client, exchange = in_process
+    client.post("/__reset")
+    assert client.get("/api/v3/time").json() == {"serverTime": to_ms("2024-03-01T00:00:00Z")}
+    rows = client.get("/api/v3/klines", params={"symbol": "BTCUSDT", "interval": "1h", "limit": 3}).json()
+    assert [row[0] for row in rows] == [to_ms("2024-02-29T22:00:00Z"), to_ms("2024-02-29T23:00:00Z"),
+                                        to_ms("2024-03-01T00:00:00Z")]
+    unknown = client.get("/api/v3/nothing")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, -5000)
+    wrong_method = client.delete("/api/v3/time")  # a known path, a method Binance does not answer there
+    assert (wrong_method.status_code, wrong_method.json()["code"]) == (404, -5000)
+    assert exchange.stats()["requests"] == {"/api/v3/time": 2, "/api/v3/klines": 1, "/api/v3/nothing": 1}
+
+
+def test_fault_rules_apply_in_process_and_a_broken_connection_is_refused_by_name(in_process):
+    client, _ = in_process
+    client.post("/__reset")
+    added = client.post("/__control", json={"rules": [{"path": "/api/v3/ping", "status": 429, "retry_after": 3,
+                                                        "times": 1}]})
+    assert added.status_code == 200 and len(added.json()["rules"]) == 1
+    limited = client.get("/api/v3/ping")
+    assert (limited.status_code, limited.headers["retry-after"], limited.json()["code"]) == (429, "3", -1003)
+    assert client.get("/api/v3/ping").status_code == 200  # the rule fired its one time
+    client.post("/__control", json={"rules": [{"path": "/api/v3/ping", "disconnect": "reset", "times": 1}]})
+    with pytest.raises(ConnectionError, match="only a served exchange can break a connection"):
+        client.get("/api/v3/ping")
+    bad = client.post("/__control", json={"clock_speed": -1})
+    assert bad.status_code == 400 and "clock_speed" in bad.json()["error"]

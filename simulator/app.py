@@ -1,0 +1,124 @@
+"""The simulated exchange's HTTP layer: a Starlette application over :class:`~simulator.binance.FakeExchange`.
+
+``create_app(exchange)`` gives one route per Binance endpoint the exchange answers, the control
+endpoints (``/__control``, ``/__reset``, ``/__stats``) and, last, a catch-all that answers an unknown
+path or method as Binance does (HTTP 404, ``-5000``). Tests can drive it in-process with Starlette's
+``TestClient``; ``serve`` runs it under uvicorn on a real socket, where the fault rules can also
+break connections (a TCP reset, or an answer cut in half), which an in-process client cannot see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from simulator.binance import FakeExchange, Reply
+
+log = logging.getLogger("tradai.local_exchange")
+
+CONTROL_ROUTES = (("GET", "/__stats"), ("POST", "/__reset"), ("POST", "/__control"))
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE"]
+TRANSPORT = "transport"
+"""The key of the connection's asyncio transport in a request's ``state`` (set by ``_Protocol``)."""
+
+
+class ExchangeResponse(Response):
+    """A reply of the exchange, sent as it is, or broken the way its fault rule says."""
+
+    def __init__(self, reply: Reply):
+        super().__init__(reply.body, reply.status, headers={"Content-Type": reply.content_type, **reply.headers})
+        self.disconnect = reply.disconnect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.disconnect is None:
+            return await super().__call__(scope, receive, send)
+        transport: asyncio.Transport | None = scope.get("state", {}).get(TRANSPORT)
+        if transport is None:
+            raise ConnectionError(f"fault rule {self.disconnect!r}: only a served exchange can break a connection")
+        if self.disconnect == "reset":
+            # SO_LINGER 0: closing sends a TCP reset instead of an orderly end, as a dropped proxy does.
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:
+            # "truncate": the headers promise the whole body, half of it arrives, then the connection closes.
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            transport.write(self.body[: len(self.body) // 2])
+            transport.close()
+        # Let the server see the connection go before this answer ends, so it does not take the break for
+        # an application that answered nothing (and try to send a 500 on the closed connection).
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+
+def _params(request: Request, body: bytes) -> dict[str, str]:
+    params = {k: v[-1] for k, v in parse_qs(request.url.query, keep_blank_values=True).items()}
+    if body and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        params |= {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+    return params
+
+
+def _api_endpoint(exchange: FakeExchange) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        try:
+            # In a worker thread: an injected delay must not hold up the other requests.
+            reply = await run_in_threadpool(
+                exchange.handle, request.method, request.url.path, _params(request, body), request.headers
+            )
+        except Exception:  # a bug here must not look like a dropped connection to the client
+            log.exception("error answering %s %s", request.method, request.url)
+            reply = Reply.error(500, -1000, "Internal error in the fake Binance server.")
+        return ExchangeResponse(reply)
+
+    return endpoint
+
+
+def _control_endpoint(exchange: FakeExchange) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        return ExchangeResponse(exchange.handle_control(request.method, request.url.path, await request.body()))
+
+    return endpoint
+
+
+def create_app(exchange: FakeExchange) -> Starlette:
+    api, control = _api_endpoint(exchange), _control_endpoint(exchange)
+    methods_by_path: dict[str, list[str]] = {}
+    for method, path in exchange.routes():
+        methods_by_path.setdefault(path, []).append(method)
+    routes = [Route(path, api, methods=methods) for path, methods in methods_by_path.items()]
+    routes += [Route(path, control, methods=[method]) for method, path in CONTROL_ROUTES]
+    # Anything else: the exchange answers it (fault rules apply, the request is counted) with its 404.
+    routes.append(Route("/{path:path}", api, methods=ALL_METHODS))
+    return Starlette(routes=routes)
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, handing each request its connection's transport (for the faults
+    that break connections)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.app_state = {**self.app_state, TRANSPORT: transport}
+
+
+def server(exchange: FakeExchange, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server for ``exchange`` (keep-alive on, as ccxt's sessions expect; no access log)."""
+    config = uvicorn.Config(
+        create_app(exchange), host=host, port=port, http=_Protocol, lifespan="off", access_log=False,
+        log_level="warning", server_header=False, date_header=False, timeout_keep_alive=30, backlog=128,
+    )
+    return uvicorn.Server(config)
