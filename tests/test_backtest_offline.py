@@ -42,6 +42,8 @@ def test_backtest_materialises_offline_with_metrics_summary_plot_and_mlflow_run(
     # The base wallet (0.2 BTC) fits three 0.05 BTC stakes: profit and drawdown are readable percentages.
     assert meta["profit_total"] == pytest.approx(0.01240546 / 0.2, rel=1e-4)
     assert 0.001 < meta["max_drawdown"] < 0.5
+    # A profit over 19 days compounds to a positive CAGR: the account's start plus the trades' profit.
+    assert meta["cagr"] == pytest.approx((1 + 0.01240546 / 0.2) ** (365 / 19) - 1, rel=1e-4) and meta["cagr"] > 0
     assert "SampleStrategy" in meta["summary"] and meta["timerange"] == "20180110-20180131"
     assert meta["equity_curve"].startswith("![equity curve of SampleStrategy](data:image/png;base64,")
     assert meta["mlflow_run"].startswith("http://127.0.0.1:5000/#/experiments/")
