@@ -49,7 +49,9 @@ def test_anchored_windows_keep_the_start_and_grow_the_train_span():
 
 def test_a_longer_step_leaves_gaps_and_the_windows_use_only_whole_days_of_data():
     # Candles from 10 Jan 06:00 to 20 Jan 12:00: the whole days are 11 Jan to 20 Jan.
-    found = windows(WalkForwardSpec.parse("2d", "1d", step="3d"), FIRST + pd.Timedelta(hours=6), END + pd.Timedelta(hours=12))
+    found = windows(
+        WalkForwardSpec.parse("2d", "1d", step="3d"), FIRST + pd.Timedelta(hours=6), END + pd.Timedelta(hours=12)
+    )
     assert spans(found) == [
         ("20180111-20180113", "20180113-20180114"),
         ("20180114-20180116", "20180116-20180117"),
@@ -97,11 +99,14 @@ def test_fewer_than_two_windows_is_refused():
 
 def test_grid_expands_in_order_and_bad_grids_are_refused():
     assert expand_grid({"buy_rsi": [25, 35], "sell_rsi": [70]}) == [
-        {"buy_rsi": 25, "sell_rsi": 70}, {"buy_rsi": 35, "sell_rsi": 70},
+        {"buy_rsi": 25, "sell_rsi": 70},
+        {"buy_rsi": 35, "sell_rsi": 70},
     ]
     with pytest.raises(WalkForwardError, match="the grid is empty"):
         expand_grid({})
-    with pytest.raises(WalkForwardError, match=r"grid parameter 'buy_rsi': expected a non-empty list of values, got \[\]"):
+    with pytest.raises(
+        WalkForwardError, match=r"grid parameter 'buy_rsi': expected a non-empty list of values, got \[\]"
+    ):
         expand_grid({"buy_rsi": []})
     with pytest.raises(WalkForwardError, match="grid parameter 'buy_rsi': expected a non-empty list of values, got 30"):
         expand_grid({"buy_rsi": 30})
@@ -124,15 +129,27 @@ def test_best_trial_ranks_by_objective_among_trials_with_enough_trades():
 
 def outcome(start: float, equity: list[float], profits: list[float], day: str, **stats) -> WindowOutcome:
     index = pd.date_range(day, periods=len(equity), freq="1D", tz="UTC", name="date")
-    trades = pd.DataFrame({
-        "pair": ["ETH/BTC"] * len(profits), "profit_abs": profits,
-        "open_date": index[: len(profits)], "close_date": index[: len(profits)] + pd.Timedelta(hours=1),
-    })
+    trades = pd.DataFrame(
+        {
+            "pair": ["ETH/BTC"] * len(profits),
+            "profit_abs": profits,
+            "open_date": index[: len(profits)],
+            "close_date": index[: len(profits)] + pd.Timedelta(hours=1),
+        }
+    )
     total = sum(profits)
-    return WindowOutcome(trades, pd.DataFrame({"equity": equity}, index=index), {
-        "starting_balance": start, "final_balance": start + total, "profit_total_abs": total,
-        "profit_total": total / start, "total_trades": len(profits), **stats,
-    })
+    return WindowOutcome(
+        trades,
+        pd.DataFrame({"equity": equity}, index=index),
+        {
+            "starting_balance": start,
+            "final_balance": start + total,
+            "profit_total_abs": total,
+            "profit_total": total / start,
+            "total_trades": len(profits),
+            **stats,
+        },
+    )
 
 
 def test_stitching_chains_each_window_from_the_previous_end_balance_additively():
@@ -177,20 +194,23 @@ def test_summary_sets_in_sample_means_beside_stitched_out_of_sample_figures():
     from freqtrade.data.metrics import calculate_sharpe
 
     stitched = stitch_trades(out_of_sample)
-    assert summary["oos_sharpe"] == pytest.approx(calculate_sharpe(
-        stitched, found[0].test_start.to_pydatetime(), found[-1].test_end.to_pydatetime(), 100.0))
+    assert summary["oos_sharpe"] == pytest.approx(
+        calculate_sharpe(stitched, found[0].test_start.to_pydatetime(), found[-1].test_end.to_pydatetime(), 100.0)
+    )
 
     losing = [outcome(100.0, [100.0], [-1.0], "2018-01-10")] * 3
     assert summarise(found, losing, out_of_sample)["efficiency"] is None  # undefined below zero in sample
 
 
 def test_parameter_stability_counts_changes_and_the_spread_of_numbers():
-    table = parameter_stability([
-        {"buy_rsi": 30, "stoploss": -0.1, "mode": "fast", "flag": True},
-        {"buy_rsi": 30, "stoploss": -0.2, "mode": "slow", "flag": True},
-        {"buy_rsi": 40, "stoploss": -0.1, "mode": "slow", "flag": False},
-        {"buy_rsi": 20, "stoploss": -0.2, "mode": "slow", "flag": False},
-    ]).set_index("parameter")
+    table = parameter_stability(
+        [
+            {"buy_rsi": 30, "stoploss": -0.1, "mode": "fast", "flag": True},
+            {"buy_rsi": 30, "stoploss": -0.2, "mode": "slow", "flag": True},
+            {"buy_rsi": 40, "stoploss": -0.1, "mode": "slow", "flag": False},
+            {"buy_rsi": 20, "stoploss": -0.2, "mode": "slow", "flag": False},
+        ]
+    ).set_index("parameter")
     rsi = table.loc["buy_rsi"]
     assert rsi["values"] == [30, 30, 40, 20] and rsi["changes"] == 2 and rsi["distinct"] == 3
     assert rsi["mean"] == 30.0 and rsi["std"] == pytest.approx(50**0.5)
@@ -214,10 +234,16 @@ def test_run_walk_forward_optimises_in_sample_then_backtests_the_choice_on_both_
         return outcome(100.0, [100.0, 101.0], [1.0], timerange[:8][:4] + "-" + timerange[4:6] + "-" + timerange[6:8])
 
     result = run_walk_forward(found, optimise, backtest)
-    assert calls[:3] == [("optimise", "20180110-20180114"), ("backtest", 30, "20180110-20180114"),
-                         ("backtest", 30, "20180114-20180116")]
-    assert calls[3:6] == [("optimise", "20180112-20180116"), ("backtest", 35, "20180112-20180116"),
-                          ("backtest", 35, "20180116-20180118")]
+    assert calls[:3] == [
+        ("optimise", "20180110-20180114"),
+        ("backtest", 30, "20180110-20180114"),
+        ("backtest", 30, "20180114-20180116"),
+    ]
+    assert calls[3:6] == [
+        ("optimise", "20180112-20180116"),
+        ("backtest", 35, "20180112-20180116"),
+        ("backtest", 35, "20180116-20180118"),
+    ]
     assert result.params == [{"buy_rsi": 30}, {"buy_rsi": 35}, {"buy_rsi": 35}]
     table = result.window_table()
     assert table["test"].tolist() == ["20180114-20180116", "20180116-20180118", "20180118-20180120"]

@@ -77,7 +77,10 @@ class WalkForwardSpec:
 
     @classmethod
     def parse(
-        cls, train: str | pd.Timedelta, test: str | pd.Timedelta, step: str | pd.Timedelta | None = None,
+        cls,
+        train: str | pd.Timedelta,
+        test: str | pd.Timedelta,
+        step: str | pd.Timedelta | None = None,
         mode: str = "rolling",
     ) -> WalkForwardSpec:
         if mode not in MODES:
@@ -236,8 +239,12 @@ class WalkForwardResult:
     figures_out_of_sample: list[dict[str, float]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.figures_in_sample = [_figures(o.stats, w.train_days) for w, o in zip(self.windows, self.in_sample, strict=True)]
-        self.figures_out_of_sample = [_figures(o.stats, w.test_days) for w, o in zip(self.windows, self.out_of_sample, strict=True)]
+        self.figures_in_sample = [
+            _figures(o.stats, w.train_days) for w, o in zip(self.windows, self.in_sample, strict=True)
+        ]
+        self.figures_out_of_sample = [
+            _figures(o.stats, w.test_days) for w, o in zip(self.windows, self.out_of_sample, strict=True)
+        ]
 
     def trades(self) -> pd.DataFrame:
         return stitch_trades(self.out_of_sample)
@@ -247,16 +254,20 @@ class WalkForwardResult:
 
     def window_table(self) -> pd.DataFrame:
         rows = []
-        for window, params, is_, oos in zip(self.windows, self.params, self.figures_in_sample, self.figures_out_of_sample, strict=True):
-            rows.append({
-                "window": window.index,
-                "train": window.train_timerange,
-                "test": window.test_timerange,
-                "params": dict(params),
-                **{f"is_{k}": v for k, v in is_.items()},
-                **{f"oos_{k}": v for k, v in oos.items()},
-                "efficiency": efficiency(oos["annual_return"], is_["annual_return"]),
-            })
+        for window, params, is_, oos in zip(
+            self.windows, self.params, self.figures_in_sample, self.figures_out_of_sample, strict=True
+        ):
+            rows.append(
+                {
+                    "window": window.index,
+                    "train": window.train_timerange,
+                    "test": window.test_timerange,
+                    "params": dict(params),
+                    **{f"is_{k}": v for k, v in is_.items()},
+                    **{f"oos_{k}": v for k, v in oos.items()},
+                    "efficiency": efficiency(oos["annual_return"], is_["annual_return"]),
+                }
+            )
         return pd.DataFrame(rows)
 
     def summary(self) -> dict[str, Any]:
@@ -275,8 +286,10 @@ def run_walk_forward(windows: Sequence[Window], optimise: Optimise, backtest: Ba
     for window in windows:
         chosen = optimise(window.train_timerange)
         if not isinstance(chosen, dict):
-            raise WalkForwardError(f"window {window.index} ({window.train_timerange}): the search returned "
-                                   f"{type(chosen).__name__}, not a dict of parameters")
+            raise WalkForwardError(
+                f"window {window.index} ({window.train_timerange}): the search returned "
+                f"{type(chosen).__name__}, not a dict of parameters"
+            )
         if log is not None:
             log.info(f"walk-forward window {window.index}: train {window.train_timerange} chose {chosen}")
         params.append(dict(chosen))
@@ -376,8 +389,13 @@ def parameter_stability(chosen: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         values = [params.get(name) for params in chosen]
         changes = sum(1 for a, b in itertools.pairwise(values) if a != b)
         row: dict[str, Any] = {
-            "parameter": name, "values": values, "changes": changes,
-            "distinct": len({repr(v) for v in values}), "mean": math.nan, "std": math.nan, "cv": math.nan,
+            "parameter": name,
+            "values": values,
+            "changes": changes,
+            "distinct": len({repr(v) for v in values}),
+            "mean": math.nan,
+            "std": math.nan,
+            "cv": math.nan,
         }
         if values and all(_numeric(v) for v in values):
             series = pd.Series(values, dtype="float64")
