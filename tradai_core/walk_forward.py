@@ -298,6 +298,52 @@ def run_walk_forward(windows: Sequence[Window], optimise: Optimise, backtest: Ba
     return WalkForwardResult(list(windows), params, in_sample, out_of_sample)
 
 
+class GridSearch:
+    """The built-in in-sample search: every point of an explicit grid backtested on the train span,
+    the best by ``objective`` among those with at least ``min_trades`` trades. ``optimise`` and
+    ``backtest`` are the two callables ``run_walk_forward`` takes; the outcomes of the last train span
+    are kept, so the in-sample backtest of the chosen point costs nothing more."""
+
+    def __init__(self, grid: Mapping[str, Sequence[Any]], objective: str, min_trades: int, backtest: Backtest):
+        if objective not in OBJECTIVES:
+            raise WalkForwardError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if min_trades < 0:
+            raise WalkForwardError(f"min_trades must be 0 or more, got {min_trades}")
+        self.points = expand_grid(grid)
+        self.objective, self.min_trades = objective, min_trades
+        self._backtest = backtest
+        self._kept: tuple[str, dict[str, WindowOutcome]] = ("", {})
+        self.backtests = 0
+        self.trials: list[dict[str, Any]] = []
+        """Every grid point tried: train timerange, params, objective value, trades."""
+
+    @staticmethod
+    def _key(params: Mapping[str, Any]) -> str:
+        return repr(sorted(params.items()))
+
+    def backtest(self, params: dict[str, Any], timerange: str) -> WindowOutcome:
+        kept_range, kept = self._kept
+        if timerange == kept_range and self._key(params) in kept:
+            return kept[self._key(params)]
+        self.backtests += 1
+        return self._backtest(params, timerange)
+
+    def optimise(self, timerange: str) -> dict[str, Any]:
+        outcomes = {self._key(p): self.backtest(dict(p), timerange) for p in self.points}
+        self._kept = (timerange, outcomes)
+        trials = [(p, outcomes[self._key(p)].stats) for p in self.points]
+        self.trials += [
+            {
+                "train": timerange,
+                "params": dict(p),
+                self.objective: objective_value(stats, self.objective),
+                "trades": int(stats.get("total_trades") or 0),
+            }
+            for p, stats in trials
+        ]
+        return best_trial(trials, self.objective, self.min_trades, f"train span {timerange}")
+
+
 # Stitching ----------------------------------------------------------------------------------------
 
 
