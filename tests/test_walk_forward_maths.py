@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from tradai_core.walk_forward import (
+    GridSearch,
     WalkForwardError,
     WalkForwardSpec,
     Window,
@@ -253,3 +254,29 @@ def test_run_walk_forward_optimises_in_sample_then_backtests_the_choice_on_both_
 
     with pytest.raises(WalkForwardError, match=r"window 0 \(20180110-20180114\): the search returned list"):
         run_walk_forward(found, lambda timerange: [30], backtest)
+
+
+def test_grid_search_picks_the_best_point_and_reuses_its_in_sample_backtest():
+    calls = []
+    profits = {25: 2.0, 30: 5.0, 35: 1.0}
+
+    def backtest(params, timerange):
+        calls.append((params["buy_rsi"], timerange))
+        return outcome(100.0, [100.0], [profits[params["buy_rsi"]]], "2018-01-11")
+
+    search = GridSearch({"buy_rsi": [25, 30, 35]}, "profit_abs", 1, backtest)
+    assert search.optimise("20180111-20180114") == {"buy_rsi": 30}
+    assert calls == [(25, "20180111-20180114"), (30, "20180111-20180114"), (35, "20180111-20180114")]
+    assert search.backtest({"buy_rsi": 30}, "20180111-20180114").stats["profit_total_abs"] == 5.0
+    assert len(calls) == 3  # kept from the search
+    search.backtest({"buy_rsi": 30}, "20180114-20180116")
+    assert calls[-1] == (30, "20180114-20180116") and search.backtests == 4
+    assert [(t["params"]["buy_rsi"], t["profit_abs"], t["trades"]) for t in search.trials] == [
+        (25, 2.0, 1),
+        (30, 5.0, 1),
+        (35, 1.0, 1),
+    ]
+    with pytest.raises(WalkForwardError, match="objective 'winrate' is not one of"):
+        GridSearch({"buy_rsi": [25]}, "winrate", 1, backtest)
+    with pytest.raises(WalkForwardError, match="min_trades must be 0 or more, got -1"):
+        GridSearch({"buy_rsi": [25]}, "sharpe", -1, backtest)
