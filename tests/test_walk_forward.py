@@ -164,7 +164,6 @@ def test_out_of_sample_trades_are_plain_backtests_of_the_chosen_parameters(locat
             "grid: 'buy_rsii' is not a hyperopt parameter of SampleStrategy (it has: buy_rsi",
         ),
         ({"grid": {"buy_rsi": [30, 60]}}, "grid: buy_rsi: 60 is outside 1..50"),
-        ({"grid": {"buy_rsi": [30.5]}}, "grid: buy_rsi: 30.5 is not an integer"),
         (
             {"train": "8d", "test": "3d"},
             (
@@ -188,7 +187,11 @@ def test_bad_settings_fail_before_any_backtest_naming_them(location, module_inst
 def test_the_runner_refuses_parameters_the_strategy_does_not_take(location):
     config, digest = location.store.latest_config("SampleStrategy")
     plan = plan_backtest(location.arctic, "SampleStrategy", location.specs["SampleStrategy"].file, config, digest)
-    request = BacktestRequest(**{**plan.request.__dict__, "strategy_params": {"sell_rsi": 40, "nope": 1}})
+    request = BacktestRequest(
+        **{**plan.request.__dict__, "strategy_params": {"sell_rsi": 40, "nope": 1, "buy_rsi": 30.5}}
+    )
     with pytest.raises(StrategyParameterError) as caught:
         location.runner.run(request)
-    assert "SampleStrategy.py: sell_rsi: 40 is outside 50..100; 'nope' is not a hyperopt parameter" in str(caught.value)
+    message = str(caught.value)
+    assert "SampleStrategy.py: sell_rsi: 40 is outside 50..100; 'nope' is not a hyperopt parameter" in message
+    assert "buy_rsi: 30.5 is not an integer (IntParameter 1..50, space buy)" in message
