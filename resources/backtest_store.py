@@ -85,6 +85,35 @@ class BacktestStore(ConfigurableResource):
         stats = json.loads(lib.read(f"{strategy}|stats").data)
         return _as_utc(trades.data), equity, stats, trades.metadata
 
+    # Walk-forward results ------------------------------------------------------------------------
+
+    def write_walk_forward(
+        self,
+        strategy: str,
+        trades: pd.DataFrame,
+        equity: pd.DataFrame,
+        report: dict[str, Any],
+        lineage: dict[str, Any],
+    ) -> int:
+        """Store a walk-forward's stitched out-of-sample trades and equity curve (each with its
+        ``window`` column) and its report (windows, summary, stability, as JSON), beside the strategy's
+        canonical backtest; returns the version of its trades."""
+        lib = self.arctic.library(BACKTEST_LIBRARY)
+        item = lib.write(f"{strategy}|walk_forward|trades", trades, metadata=lineage)
+        lib.write(f"{strategy}|walk_forward|equity", equity, metadata=lineage)
+        lib.write_pickle(f"{strategy}|walk_forward|report", json.dumps(report, sort_keys=True), metadata=lineage)
+        return item.version
+
+    def read_walk_forward(self, strategy: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, Any]]:
+        """Out-of-sample trades, equity curve, report and lineage of the strategy's latest walk-forward."""
+        lib = self.arctic.library(BACKTEST_LIBRARY)
+        if not lib.has_symbol(f"{strategy}|walk_forward|trades"):
+            raise KeyError(f"no walk-forward stored for strategy {strategy}")
+        trades = lib.read(f"{strategy}|walk_forward|trades")
+        equity = lib.read(f"{strategy}|walk_forward|equity").data
+        report = json.loads(lib.read(f"{strategy}|walk_forward|report").data)
+        return _as_utc(trades.data), equity, report, trades.metadata
+
 
 def _as_utc(frame: pd.DataFrame) -> pd.DataFrame:
     """ArcticDB keeps a column's datetimes but not their timezone; every one stored here is UTC."""

@@ -44,6 +44,9 @@ class BacktestRequest:
     """(pair, timeframe, candle type) -> candles indexed by UTC open time."""
     markets: dict[str, Any]
     leverage_tiers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    """Values of the strategy's hyperopt parameters (``IntParameter`` ...) by name, handed to Freqtrade
+    as its strategy parameter file; the parameters not named keep their defaults."""
 
 
 @dataclass
@@ -169,6 +172,69 @@ def import_strategy_file(path: Path, class_name: str) -> type:
     return cls
 
 
+class StrategyParameterError(BacktestError):
+    """Parameter values the strategy does not declare or would not accept; the message names them."""
+
+
+def strategy_parameters(strategy_class: type) -> dict[str, Any]:
+    """The strategy's hyperopt parameters (``IntParameter``, ``DecimalParameter`` ...) by name, each
+    with its ``space`` set, as Freqtrade detects them."""
+    from freqtrade.strategy.hyper import detect_all_parameters
+
+    try:
+        spaces = detect_all_parameters(strategy_class)
+    except Exception as exc:  # Freqtrade's own refusal of a parameter (no space, invalid space)
+        raise StrategyParameterError(f"{strategy_class.__name__}: {exc}") from exc
+    return {name: parameter for space in spaces.values() for name, parameter in space.items()}
+
+
+def describe_parameter(parameter: Any) -> str:
+    kind = type(parameter).__name__
+    if hasattr(parameter, "opt_range"):
+        return f"{kind} in {list(parameter.opt_range)}, space {parameter.space}"
+    return f"{kind} {parameter.low}..{parameter.high}, space {parameter.space}"
+
+
+def parameter_problems(strategy_name: str, parameters: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """What is wrong with ``values`` for the declared ``parameters``: unknown names, values of the wrong
+    type or outside the declared range or categories, parameters Freqtrade would not load."""
+    from freqtrade.strategy.parameters import IntParameter, NumericParameter
+
+    known = "; ".join(f"{n} ({describe_parameter(p)})" for n, p in sorted(parameters.items())) or "none"
+    problems = []
+    for name, value in values.items():
+        parameter = parameters.get(name)
+        if parameter is None:
+            problems.append(f"{name!r} is not a hyperopt parameter of {strategy_name} (it has: {known})")
+        elif not parameter.load:
+            problems.append(f"{name}: declared with load=False, so Freqtrade would ignore the value {value!r}")
+        elif isinstance(parameter, NumericParameter):
+            number = isinstance(value, int if isinstance(parameter, IntParameter) else int | float)
+            if not number or isinstance(value, bool):
+                problems.append(f"{name}: {value!r} is not a{'n integer' if isinstance(parameter, IntParameter) else ' number'} "
+                                f"({describe_parameter(parameter)})")
+            elif not parameter.low <= value <= parameter.high:
+                problems.append(f"{name}: {value!r} is outside {parameter.low}..{parameter.high}")
+        elif value not in list(parameter.opt_range):
+            problems.append(f"{name}: {value!r} is not one of {list(parameter.opt_range)}")
+    return problems
+
+
+def write_parameter_file(strategy_copy: Path, strategy_class: type, values: dict[str, Any]) -> None:
+    """Freqtrade's strategy parameter file (``<strategy file>.json``, the file its hyperopt exports and
+    every run mode loads) with ``values`` in their spaces; refuses values the strategy would not take."""
+    parameters = strategy_parameters(strategy_class)
+    problems = parameter_problems(strategy_class.__name__, parameters, values)
+    if problems:
+        raise StrategyParameterError(f"{strategy_copy.name}: " + "; ".join(problems))
+    spaces: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        spaces.setdefault(parameters[name].space, {})[name] = value
+    strategy_copy.with_suffix(".json").write_text(
+        json.dumps({"strategy_name": strategy_class.__name__, "params": spaces}, indent=2, sort_keys=True)
+    )
+
+
 def trades_frame(trades: pd.DataFrame) -> pd.DataFrame:
     """Freqtrade's trades with the nested ``orders`` lists as JSON text, so the frame is columnar."""
     out = trades.copy()
@@ -200,7 +266,9 @@ class FreqtradeRunner(ConfigurableResource):
             strategy_dir.mkdir()
             strategy_copy = strategy_dir / request.strategy_file.name
             shutil.copyfile(request.strategy_file, strategy_copy)
-            import_strategy_file(strategy_copy, request.strategy_name)
+            strategy_class = import_strategy_file(strategy_copy, request.strategy_name)
+            if request.strategy_params:
+                write_parameter_file(strategy_copy, strategy_class, request.strategy_params)
             # Freqtrade's default layout: <user_data_dir>/data/<exchange>/
             write_feather_datadir(root / "data" / request.config["exchange"]["name"], request.candles)
             config_file = root / "config.json"

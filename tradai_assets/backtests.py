@@ -342,7 +342,8 @@ def plotted_points(equity: pd.DataFrame, points: int = PLOT_POINTS) -> pd.DataFr
     return equity.iloc[keep]
 
 
-def equity_png(equity: pd.DataFrame, title: str) -> bytes:
+def equity_png(equity: pd.DataFrame, title: str, boundaries: tuple[pd.Timestamp, ...] = ()) -> bytes:
+    """The equity curve as a PNG; ``boundaries`` are drawn as dashed vertical lines (walk-forward windows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -353,6 +354,8 @@ def equity_png(equity: pd.DataFrame, title: str) -> bytes:
     if not equity.empty:
         shown = plotted_points(equity)
         axes.plot(shown.index, shown["equity"], linewidth=1)
+    for boundary in boundaries:
+        axes.axvline(boundary, color="grey", linestyle="--", linewidth=0.8)
     axes.set_title(title)
     axes.set_ylabel("equity")
     axes.grid(alpha=0.3)

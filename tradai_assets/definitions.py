@@ -27,7 +27,9 @@ from tradai_assets.market_data import build_market_data
 from tradai_assets.model_drift import build_model_drift
 from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
 from tradai_assets.strategies import build_strategies
+from tradai_assets.walk_forward import build_walk_forward_assets
 from tradai_core import settings
+from tradai_core.strategy_config import load_base_config
 from tradai_core.universe import load_universe
 
 
@@ -89,7 +91,8 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=market_data.assets
         + strategies.assets
-        + build_deployment_assets(specs),
+        + build_deployment_assets(specs)
+        + build_walk_forward_assets(specs, load_base_config()),
         asset_checks=market_data.checks + strategies.checks + drift_checks,
         jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)],
         schedules=market_data.schedules + model_schedules + drift_schedules,

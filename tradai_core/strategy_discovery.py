@@ -192,3 +192,32 @@ def discover_strategies(directory: Path) -> list[StrategySpec]:
             seen[spec.name] = path
             specs.append(spec)
     return specs
+
+
+PARAMETER_CLASSES = {"IntParameter", "DecimalParameter", "RealParameter", "CategoricalParameter", "BooleanParameter"}
+
+
+def declared_parameters(path: Path, class_name: str) -> list[str]:
+    """The hyperopt parameters (``buy_rsi = IntParameter(...)``) a strategy class declares in its own
+    body or in the bodies of the strategy classes it derives from in the same file; read from the
+    syntax tree, so parameters inherited from another file are not seen. Empty for a file that does
+    not parse (its strategy's assets report that)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError):
+        return []
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    def own(cls: ast.ClassDef, seen: frozenset[str]) -> list[str]:
+        names = []
+        for base in (_base_name(b) for b in cls.bases):
+            if base in classes and base not in seen:
+                names += own(classes[base], seen | {base})
+        for stmt in cls.body:
+            value = stmt.value if isinstance(stmt, ast.Assign | ast.AnnAssign) else None
+            if isinstance(value, ast.Call) and _base_name(value.func) in PARAMETER_CLASSES:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                names += [t.id for t in targets if isinstance(t, ast.Name)]
+        return list(dict.fromkeys(names))
+
+    return own(classes[class_name], frozenset({class_name})) if class_name in classes else []
