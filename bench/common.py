@@ -48,6 +48,23 @@ def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
     return min(times), times
 
 
+def compute_seconds(instance, run_id: str) -> float:
+    """Seconds from the step's start to its first materialization: the asset's own work, without the run's
+    start and Dagster's per-partition events (one materialization per partition of the range)."""
+    from dagster import DagsterEventType
+
+    logs = instance.all_logs(run_id)
+    start = next(e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_START)
+    first = next(
+        e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ASSET_MATERIALIZATION
+    )
+    return first - start
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 

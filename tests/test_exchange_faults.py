@@ -2,6 +2,7 @@
 seeded faults on every API path, reached by ccxt through the universe entry's ccxt_config URLs."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -193,3 +194,35 @@ def test_a_transient_failure_beyond_the_budget_names_the_request_and_the_answer(
         "still failing after 2 retries"
     )
     assert not failed.value.permanent and len(waits) == 2
+
+
+@pytest.mark.parametrize(
+    ("market_type", "pair", "candle_type"),
+    [("spot", "ETH/BTC", "spot"), ("futures", "XRP/USDT:USDT", "futures"), ("futures", "XRP/USDT:USDT", "mark")],
+)
+def test_kline_pages_convert_to_the_floats_ccxt_parses(fake, market_type, pair, candle_type):
+    """Binance pages become float rows in one numpy conversion: the same rows, value for value, as
+    ccxt's own parse_ohlcv, on spot, perpetual and mark-price klines."""
+    import ccxt
+
+    ours = MarketDataClient("binance", market_type, fake.ccxt_config(market_type, timeout=3000))
+    plain = ccxt.binance(fake.ccxt_config(market_type, timeout=3000))
+    since, until = to_ms("2024-02-01"), to_ms("2024-02-02")
+    rows = ours.fetch_candles(pair, "5m", candle_type, since, until)
+    params = {"price": "mark"} if candle_type == "mark" else {}
+    expected = np.array(plain.fetch_ohlcv(pair, "5m", since, 288, params), dtype="float64")
+    assert rows.shape == (288, 6)
+    np.testing.assert_array_equal(rows, expected)
+
+
+def test_a_kline_page_with_a_value_that_is_no_number_is_parsed_by_ccxt(fake):
+    """A page numpy cannot convert is left to ccxt's parsing, whose None becomes NaN, which cleaning
+    then drops as an invalid candle: the answer is neither lost nor misread."""
+    c, _, _ = client(fake)
+    page = [[to_ms("2024-02-01"), "0.05", "0.06", "0.04", "0.05", "12.5", 0, "0", 1, "0", "0", "0"],
+            [to_ms("2024-02-01T01:00"), "0.05", "n/a", "0.04", "0.05", "12.5", 0, "0", 1, "0", "0", "0"]]
+    fake.add_rule(path="/api/v3/klines", status=200, body=page, times=1)
+    rows = fetch(c)  # the first page is the one above, the next pages come from the exchange
+    assert rows[:3, 0].tolist() == [to_ms("2024-02-01"), to_ms("2024-02-01T01:00"), to_ms("2024-02-01T02:00")]
+    assert rows[0].tolist()[1:] == [0.05, 0.06, 0.04, 0.05, 12.5]
+    assert np.isnan(rows[1, 2]) and rows[1, 3] == 0.04 and len(rows) == 24

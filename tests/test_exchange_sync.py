@@ -13,7 +13,7 @@ from tests.market_data_support import (
     materialization_metadata,
     write_universe,
 )
-from tradai_assets.market_data import markets_key, ohlcv_key
+from tradai_assets.market_data import RUN_TABLES, markets_key, ohlcv_key
 from tradai_core.candles import candle_symbol
 
 NOW = "2024-03-03T10:02:30Z"  # the 10:00 candle is still open
@@ -70,6 +70,16 @@ def test_sync_stores_closed_candles_only(tmp_path, fake, instance):
     assert (eth.dtypes == "float64").all() and str(eth.index.tz) == "UTC"
     checks = check_results(result)
     assert all(checks[name].passed for name in ["no_duplicate_candles", "no_missing_candles", "ohlc_sanity"])
+    # One materialization per day; the run's tables only on the newest, the latest the asset's page shows.
+    key = ohlcv_key(location.entries["binance_spot"])
+    events = [e.materialization for e in result.get_asset_materialization_events() if e.asset_key == key]
+    assert [e.partition for e in events] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    newest = instance.get_latest_materialization_event(key).asset_materialization
+    assert newest.partition == "2024-03-03" and set(RUN_TABLES) <= set(newest.metadata)
+    assert newest.metadata["new_candles"].value == 2 * (2 * 288 + 10 * 12 + 2 * 24 + 10)
+    for earlier in events[:-1]:
+        assert not set(RUN_TABLES) & set(earlier.metadata)
+        assert earlier.metadata["new_candles"] == newest.metadata["new_candles"]
 
 
 def test_incremental_sync_fetches_only_what_is_new(tmp_path, fake, instance, reference):

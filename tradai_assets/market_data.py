@@ -455,6 +455,10 @@ def _sources_table(results: list[SeriesResult]) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records, schema=schema)
 
 
+RUN_TABLES = ("series", "sources", "data_versions", "retries_by_cause")
+"""Metadata of the whole run, on the materialization of its newest partition only."""
+
+
 def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
     end = None if entry.end is None else entry.end.isoformat()
     partitions = dg.DailyPartitionsDefinition(start_date=entry.start.isoformat(), end_date=end, timezone="UTC")
@@ -529,6 +533,11 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
                 "the other series were stored:\n" + "\n".join(r.error for r in failed),
                 metadata=metadata,
             )
+        # Dagster records one materialization per partition of the run, each with its own copy of the
+        # metadata: the counts go on every one, the run's tables only on its newest partition, the one
+        # the asset's page shows as latest (serialising them 366 times made a year's backfill slower).
+        tables = {k: metadata.pop(k) for k in RUN_TABLES if k in metadata}
+        context.add_asset_metadata(tables, partition_key=context.partition_keys[-1])
         return dg.MaterializeResult(metadata=metadata)
 
     return ohlcv
