@@ -79,7 +79,7 @@ def shell_recipe_start(home: Path) -> dict[str, float]:
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     log = (home / "recipe.log").open("w")
     commands = [
-        [sys.executable, "-m", "simulator.binance", "--host", "127.0.0.1", "--port", str(ports["TRADAI_LOCAL_EXCHANGE_PORT"])],
+        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(ports["TRADAI_LOCAL_EXCHANGE_PORT"])],
         [str(BIN / "mlflow"), "server", "--backend-store-uri", env["MLFLOW_TRACKING_URI"], "--default-artifact-root",
          str(home / "mlartifacts"), "--host", "127.0.0.1", "--port", str(ports["TRADAI_MLFLOW_PORT"])],
         [str(BIN / "dagster"), "dev", "--host", "127.0.0.1", "--port", str(ports["TRADAI_DAGSTER_PORT"]),

@@ -1,5 +1,5 @@
 """``python -m simulator``: serve the simulated Binance exchange (see :mod:`simulator.binance`)."""
 
-from simulator.binance import main
+from simulator.app import main
 
 raise SystemExit(main())

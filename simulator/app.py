@@ -9,11 +9,19 @@ break connections (a TCP reset, or an answer cut in half), which an in-process c
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
+import os
+import signal
 import socket
 import struct
+import sys
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -122,3 +130,51 @@ def server(exchange: FakeExchange, host: str, port: int) -> uvicorn.Server:
         log_level="warning", server_header=False, date_header=False, timeout_keep_alive=30, backlog=128,
     )
     return uvicorn.Server(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator", description="Serve the simulated Binance exchange."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--data-dir", type=Path, help="freqtrade data directory (feather files)")
+    parser.add_argument(
+        "--config", type=Path, help="JSON config: seed, spot, futures, now_ms, clock_speed"
+    )
+    parser.add_argument("--seed", type=int, help="overrides the config's seed")
+    parser.add_argument(
+        "--parent-pid", type=int, help="stop once process PID is no longer the parent (died)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s local-exchange %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    config = json.loads(args.config.read_text()) if args.config else {}
+    if args.seed is not None:
+        config["seed"] = args.seed
+    exchange = FakeExchange.from_config(config, data_dir=args.data_dir)
+    serving = server(exchange, args.host, args.port)
+    serving.install_signal_handlers = lambda: None  # SIGTERM and SIGINT stop the loop below instead
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    serve = threading.Thread(target=serving.run, daemon=True)
+    serve.start()
+    while not serving.started:
+        if not serve.is_alive():
+            return 1  # uvicorn has logged why (the port is taken, say)
+        time.sleep(0.02)
+    port = serving.servers[0].sockets[0].getsockname()[1]
+    print(f"LISTENING http://{args.host}:{port}", flush=True)
+    while not stop.wait(0.5):
+        if args.parent_pid is not None and os.getppid() != args.parent_pid:
+            log.warning("parent process %d is gone; stopping", args.parent_pid)
+            break
+    exchange.stopping.set()
+    serving.should_exit = True
+    serve.join(timeout=10)
+    return 0

@@ -60,7 +60,7 @@ Control endpoints (never subject to faults)
 * ``GET /__stats``: request counts per path, candles served per klines path / symbol / interval,
   injected faults, active rules.
 
-Run ``python -m simulator.binance --host 127.0.0.1 --port 0 [--data-dir DIR] [--config FILE]``:
+Run ``python -m simulator --host 127.0.0.1 --port 0 [--data-dir DIR] [--config FILE]``:
 prints ``LISTENING http://HOST:PORT`` once ready and serves until SIGTERM or SIGINT (exit code 0).
 This module is the exchange itself (:class:`FakeExchange`); its HTTP layer is a Starlette application
 (:func:`simulator.app.create_app`), which tests can also drive in-process with Starlette's TestClient.
@@ -68,18 +68,14 @@ This module is the exchange itself (:class:`FakeExchange`); its HTTP layer is a 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
 import json
 import logging
 import math
-import os
 import random
 import re
-import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -1635,57 +1631,3 @@ class FakeExchange:
                 candles = Candles.build(times, closes, o, h, low, c, np.nan_to_num(volume), minutes)
                 self.series.setdefault((kind, market.id), {})[interval] = candles
             log.info("%s: %d %s %s rows of %s", path, len(times), kind, interval, market.symbol)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulator.binance", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--data-dir", type=Path, help="freqtrade data directory (feather files)")
-    parser.add_argument(
-        "--config", type=Path, help="JSON config: seed, spot, futures, now_ms, clock_speed"
-    )
-    parser.add_argument("--seed", type=int, help="overrides the config's seed")
-    parser.add_argument(
-        "--parent-pid", type=int, help="stop once process PID is no longer the parent (died)"
-    )
-    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s local-exchange %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    config = json.loads(args.config.read_text()) if args.config else {}
-    if args.seed is not None:
-        config["seed"] = args.seed
-    exchange = FakeExchange.from_config(config, data_dir=args.data_dir)
-    from simulator.app import server  # the HTTP layer (Starlette under uvicorn) needs the exchange defined
-
-    serving = server(exchange, args.host, args.port)
-    serving.install_signal_handlers = lambda: None  # SIGTERM and SIGINT stop the loop below instead
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    serve = threading.Thread(target=serving.run, daemon=True)
-    serve.start()
-    while not serving.started:
-        if not serve.is_alive():
-            return 1  # uvicorn has logged why (the port is taken, say)
-        time.sleep(0.02)
-    port = serving.servers[0].sockets[0].getsockname()[1]
-    print(f"LISTENING http://{args.host}:{port}", flush=True)
-    while not stop.wait(0.5):
-        if args.parent_pid is not None and os.getppid() != args.parent_pid:
-            log.warning("parent process %d is gone; stopping", args.parent_pid)
-            break
-    exchange.stopping.set()
-    serving.should_exit = True
-    serve.join(timeout=10)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -342,7 +342,7 @@ class DevServer:
         """The simulated exchange uses no store: it starts while the stores are prepared."""
         if self.own_exchange:
             exchange = Service(
-                "exchange simulator", [sys.executable, "-m", "simulator.binance", "--host", HOST,
+                "exchange simulator", [sys.executable, "-m", "simulator", "--host", HOST,
                                        "--port", str(self.ports["TRADAI_LOCAL_EXCHANGE_PORT"])],
                 settings.REPO_ROOT, self.logs / "exchange.log", http_probe(f"{self.exchange_url}/api/v3/ping"), self.exchange_url,
             )

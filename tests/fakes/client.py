@@ -94,7 +94,7 @@ class FakeBinance:
         if self._process is not None:
             raise FakeBinanceError("already started")
         command = [
-            sys.executable, "-m", "simulator.binance",
+            sys.executable, "-m", "simulator",
             "--host", self._host, "--port", str(self._requested_port),
             "--parent-pid", str(os.getpid()),  # no orphaned server if this process dies
         ]
