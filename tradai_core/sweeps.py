@@ -79,7 +79,9 @@ class Dimension:
             return list(range(int(self.low), int(self.high) + 1))
         if self.kind == "decimal":
             scale = 10**self.decimals
-            return [round(n / scale, self.decimals) for n in range(round(self.low * scale), round(self.high * scale) + 1)]
+            return [
+                round(n / scale, self.decimals) for n in range(round(self.low * scale), round(self.high * scale) + 1)
+            ]
         raise SweepSpecError(
             f"parameter {self.name} is a RealParameter (continuous): a grid needs its values listed in grid.{self.name}"
         )
@@ -158,10 +160,12 @@ def parse_spec(values: dict[str, Any]) -> SweepSpec:
     try:
         spec = SweepSpec.model_validate(values)
     except ValidationError as exc:
-        raise SweepSpecError("; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'sweep'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )) from exc
+        raise SweepSpecError(
+            "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'sweep'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+        ) from exc
     if spec.search == "nsga2" and spec.second_objective is None:
         raise SweepSpecError("second_objective: NSGA-II searches two objectives; name the second (e.g. max_drawdown)")
     if spec.search != "nsga2" and spec.second_objective is not None:
@@ -209,18 +213,23 @@ def dimensions(spec: SweepSpec, parameters: dict[str, ParameterInfo]) -> list[Di
     known_spaces = sorted({p.space for p in parameters.values()})
     unknown_spaces = [s for s in spec.spaces if s not in known_spaces]
     if unknown_spaces:
-        raise SweepSpecError(f"spaces: {name} has no parameters in space(s) {', '.join(unknown_spaces)} "
-                             f"(its spaces: {', '.join(known_spaces)})")
+        raise SweepSpecError(
+            f"spaces: {name} has no parameters in space(s) {', '.join(unknown_spaces)} "
+            f"(its spaces: {', '.join(known_spaces)})"
+        )
     for field_name, named in (("grid", spec.grid), ("ranges", spec.ranges)):
         unknown = [p for p in named if p not in parameters]
         if unknown:
-            raise SweepSpecError(f"{field_name}: unknown parameter(s) {', '.join(unknown)}; {name} declares "
-                                 f"{', '.join(sorted(parameters))}")
+            raise SweepSpecError(
+                f"{field_name}: unknown parameter(s) {', '.join(unknown)}; {name} declares "
+                f"{', '.join(sorted(parameters))}"
+            )
         if spec.spaces:
             outside = [f"{p} (space {parameters[p].space})" for p in named if parameters[p].space not in spec.spaces]
             if outside:
-                raise SweepSpecError(f"{field_name}: {', '.join(outside)} outside the searched spaces "
-                                     f"{', '.join(spec.spaces)}")
+                raise SweepSpecError(
+                    f"{field_name}: {', '.join(outside)} outside the searched spaces {', '.join(spec.spaces)}"
+                )
     both = sorted(set(spec.grid) & set(spec.ranges))
     if both:
         raise SweepSpecError(f"grid and ranges both name {', '.join(both)}: give each parameter one or the other")
@@ -236,8 +245,11 @@ def dimensions(spec: SweepSpec, parameters: dict[str, ParameterInfo]) -> list[Di
             values = spec.grid[info.name]
             bad = [v for v in values if not _in_declared(info, v)]
             if bad:
-                declared = (f"categories {list(info.categories)}" if info.categories is not None
-                            else f"[{info.low}, {info.high}]")
+                declared = (
+                    f"categories {list(info.categories)}"
+                    if info.categories is not None
+                    else f"[{info.low}, {info.high}]"
+                )
                 raise SweepSpecError(f"grid.{info.name}: value(s) {bad} outside its declared {declared}")
             out.append(Dimension(info.name, info.space, info.kind, choices=tuple(values)))
         elif info.name in spec.ranges:
@@ -245,16 +257,18 @@ def dimensions(spec: SweepSpec, parameters: dict[str, ParameterInfo]) -> list[Di
                 raise SweepSpecError(f"ranges.{info.name}: a {info.kind} parameter has no range; list values in grid")
             low, high = spec.ranges[info.name]
             if low < info.low or high > info.high:
-                raise SweepSpecError(f"ranges.{info.name}: [{low}, {high}] reaches outside its declared "
-                                     f"[{info.low}, {info.high}]")
+                raise SweepSpecError(
+                    f"ranges.{info.name}: [{low}, {high}] reaches outside its declared [{info.low}, {info.high}]"
+                )
             out.append(Dimension(info.name, info.space, info.kind, low, high, info.decimals))
         elif info.kind in ("categorical", "boolean"):
             out.append(Dimension(info.name, info.space, info.kind, choices=tuple(info.categories)))
         else:
             out.append(Dimension(info.name, info.space, info.kind, info.low, info.high, info.decimals))
     if not out:
-        raise SweepSpecError(f"{name}: no optimisable parameter in the searched spaces "
-                             f"{', '.join(spec.spaces or known_spaces)}")
+        raise SweepSpecError(
+            f"{name}: no optimisable parameter in the searched spaces {', '.join(spec.spaces or known_spaces)}"
+        )
     return out
 
 
