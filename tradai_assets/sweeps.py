@@ -119,7 +119,7 @@ def plan_sweep(
     try:
         backtest = plan_backtest(arctic, strategy.name, strategy.file, config, content_hash(config))
     except BacktestInputError as exc:
-        raise SweepSpecError(f"timerange {spec.timerange}: {exc}") from exc
+        raise SweepSpecError(f"inputs of {spec.strategy} over {spec.timerange}: {exc}") from exc
     if backtest.timerange != spec.timerange:
         raise SweepSpecError(f"timerange {spec.timerange}: resolved to {backtest.timerange}")
     if spec.search in OPTUNA_SEARCHES:
