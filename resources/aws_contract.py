@@ -286,16 +286,18 @@ def dagster_graphql_url() -> str:
 # Runs that call an exchange's API carry this tag; the run queue allows one run per exchange at once.
 EXCHANGE_TAG: Final = "tradai/exchange"
 RUN_KIND_TAG: Final = "tradai/kind"
-RUN_KINDS: Final = ("sync", "backtest", "training")
+RUN_KINDS: Final = ("sync", "backtest", "training", "sweep")
 
 # Fargate size per kind of run, as the EcsRunLauncher's ecs/cpu and ecs/memory tags (CPU units, MiB).
 # Syncs are the default size of a run (deploy/dagster.yaml). A freqtrade backtest is single-threaded
 # and holds its candles in memory (about 3.3 GB for 10 pairs x 3 years of 5m candles): one vCPU,
-# 8 GiB. Training uses several cores.
+# 8 GiB. Training uses several cores. A sweep worker runs its batch of trials one after the other in
+# one engine: a backtest's size.
 RUN_SIZES: Final = {
     "sync": {"cpu": 512, "memory": 2048},
     "backtest": {"cpu": 1024, "memory": 8192},
     "training": {"cpu": 4096, "memory": 16384},
+    "sweep": {"cpu": 1024, "memory": 8192},
 }
 
 # Valid Fargate (Linux) task sizes: CPU units -> (min MiB, max MiB, step MiB).

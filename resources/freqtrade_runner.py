@@ -28,6 +28,7 @@ from pydantic import Field
 
 from resources.freqtrade_data import candle_file_stem
 from resources.tick_size import vectorised_tick_size
+from tradai_core.sweeps import STRATEGY_PARAMETERS_KEY, ParameterInfo
 
 
 class BacktestError(RuntimeError):
@@ -176,7 +177,7 @@ class StrategyParameterError(BacktestError):
     """Parameter values the strategy does not declare or would not accept; the message names them."""
 
 
-def strategy_parameters(strategy_class: type) -> dict[str, Any]:
+def parameter_objects(strategy_class: type) -> dict[str, Any]:
     """The strategy's hyperopt parameters (``IntParameter``, ``DecimalParameter`` ...) by name, each
     with its ``space`` set, as Freqtrade detects them."""
     from freqtrade.strategy.hyper import detect_all_parameters
@@ -223,7 +224,7 @@ def parameter_problems(strategy_name: str, parameters: dict[str, Any], values: d
 def write_parameter_file(strategy_copy: Path, strategy_class: type, values: dict[str, Any]) -> None:
     """Freqtrade's strategy parameter file (``<strategy file>.json``, the file its hyperopt exports and
     every run mode loads) with ``values`` in their spaces; refuses values the strategy would not take."""
-    parameters = strategy_parameters(strategy_class)
+    parameters = parameter_objects(strategy_class)
     problems = parameter_problems(strategy_class.__name__, parameters, values)
     if problems:
         raise StrategyParameterError(f"{strategy_copy.name}: " + "; ".join(problems))
@@ -235,12 +236,103 @@ def write_parameter_file(strategy_copy: Path, strategy_class: type, values: dict
     )
 
 
+def strategy_parameters(path: Path, class_name: str) -> dict[str, ParameterInfo]:
+    """The hyperopt parameters the strategy class declares, found by Freqtrade's own detection
+    (``detect_all_parameters``: the parameter objects and their spaces, named or by prefix)."""
+    from freqtrade.exceptions import DependencyException
+    from freqtrade.strategy import (
+        BooleanParameter,
+        CategoricalParameter,
+        DecimalParameter,
+        IntParameter,
+        RealParameter,
+    )
+    from freqtrade.strategy.hyper import detect_all_parameters
+
+    cls = import_strategy_file(path, class_name)
+    try:
+        detected = detect_all_parameters(cls)
+    except DependencyException as exc:
+        raise BacktestError(f"{path}: {class_name}: {exc}") from exc
+    out: dict[str, ParameterInfo] = {}
+    for space, parameters in detected.items():
+        for name, p in parameters.items():
+            common = {"name": name, "space": space, "default": p.value, "optimize": bool(p.optimize)}
+            if isinstance(p, BooleanParameter):
+                out[name] = ParameterInfo(kind="boolean", categories=tuple(p.opt_range), **common)
+            elif isinstance(p, CategoricalParameter):
+                out[name] = ParameterInfo(kind="categorical", categories=tuple(p.opt_range), **common)
+            elif isinstance(p, IntParameter):
+                out[name] = ParameterInfo(kind="int", low=p.low, high=p.high, **common)
+            elif isinstance(p, DecimalParameter):
+                out[name] = ParameterInfo(kind="decimal", low=p.low, high=p.high, decimals=p.decimals, **common)
+            elif isinstance(p, RealParameter):
+                out[name] = ParameterInfo(kind="real", low=p.low, high=p.high, **common)
+            else:
+                raise BacktestError(f"{path}: {class_name}.{name}: unsupported parameter type {type(p).__name__}")
+    return out
+
+
+def parameter_file(strategy_name: str, parameters: dict[str, dict[str, Any]]) -> str:
+    """Freqtrade's strategy parameter file (``<Strategy>.json`` beside the strategy), as hyperopt writes it."""
+    return json.dumps({"strategy_name": strategy_name, "params": parameters, "ft_stratparam_v": 1}, indent=2)
+
+
 def trades_frame(trades: pd.DataFrame) -> pd.DataFrame:
     """Freqtrade's trades with the nested ``orders`` lists as JSON text, so the frame is columnar."""
     out = trades.copy()
     if "orders" in out.columns:
         out["orders"] = [json.dumps(json_safe(o), sort_keys=True) for o in out["orders"]]
     return out.reset_index(drop=True)
+
+
+class BacktestSession:
+    """A loaded Freqtrade engine (``FreqtradeRunner.session``) that backtests parameter sets one by one."""
+
+    def __init__(self, request: BacktestRequest, backtesting, data, timerange, engine_config: dict[str, Any]):
+        self.request = request
+        self._backtesting = backtesting
+        self._data = data
+        self._timerange = timerange
+        self._engine_config = engine_config
+        self._strategy = backtesting.strategylist[0]
+        # Every parameter's value as a fresh engine starts: the class's default, under the config's
+        # own parameter file. A run's values go over these; parameters are class attributes, so a
+        # value a run leaves out must be set back explicitly.
+        from freqtrade.misc import deep_merge_dicts
+        from freqtrade.strategy.hyper import detect_all_parameters
+
+        defaults = {space: {name: p.value for name, p in params.items()}
+                    for space, params in detect_all_parameters(self._strategy).items()}
+        self._base_parameters = deep_merge_dicts(copy.deepcopy(self._strategy._ft_params_from_file), defaults)
+
+    def run(self, parameters: dict[str, dict[str, Any]]) -> BacktestOutcome:
+        """Backtest with these hyperopt parameter values ({space: {name: value}}) over the config's own."""
+        from freqtrade.misc import deep_merge_dicts
+        from freqtrade.optimize.optimize_reports import generate_backtest_stats
+
+        bt, name = self._backtesting, self.request.strategy_name
+        self._strategy._ft_params_from_file = deep_merge_dicts(copy.deepcopy(parameters), copy.deepcopy(self._base_parameters))
+        # What a new Backtesting starts from; reset_backtest (called by backtest) clears the rest.
+        bt.trade_id_counter = bt.order_id_counter = 0
+        bt.all_bt_content, bt.rejected_dict = {}, {}
+        try:
+            min_date, max_date = bt.backtest_one_strategy(self._strategy, self._data, self._timerange)
+            stats = generate_backtest_stats(self._data, bt.all_bt_content, min_date=min_date, max_date=max_date)
+        except Exception as exc:  # Freqtrade's and the strategy's own errors, re-raised with context
+            raise BacktestError(
+                f"backtest of {name} ({self.request.strategy_file}) with {json.dumps(json_safe(parameters))} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        content = bt.all_bt_content[name]
+        engine_config = {**self._engine_config, STRATEGY_PARAMETERS_KEY: json_safe(
+            deep_merge_dicts(copy.deepcopy(parameters), copy.deepcopy(self._base_parameters)))}
+        return BacktestOutcome(
+            stats=json_safe(stats["strategy"][name]),
+            trades=trades_frame(content["results"]),
+            wallet=content["wallet_summary"],
+            engine_config=engine_config,
+        )
 
 
 class FreqtradeRunner(ConfigurableResource):
@@ -267,8 +359,12 @@ class FreqtradeRunner(ConfigurableResource):
             strategy_copy = strategy_dir / request.strategy_file.name
             shutil.copyfile(request.strategy_file, strategy_copy)
             strategy_class = import_strategy_file(strategy_copy, request.strategy_name)
+            # Freqtrade loads a strategy's parameter values from <strategy file>.json (HyperStrategyMixin):
+            # a walk-forward's checked values by name, or a sweep's config key by space.
             if request.strategy_params:
                 write_parameter_file(strategy_copy, strategy_class, request.strategy_params)
+            elif parameters := request.config.get(STRATEGY_PARAMETERS_KEY):
+                strategy_copy.with_suffix(".json").write_text(parameter_file(request.strategy_name, parameters))
             # Freqtrade's default layout: <user_data_dir>/data/<exchange>/
             write_feather_datadir(root / "data" / request.config["exchange"]["name"], request.candles)
             config_file = root / "config.json"
@@ -319,6 +415,43 @@ class FreqtradeRunner(ConfigurableResource):
                 wallet=content["wallet_summary"],
                 engine_config=engine_config,
             )
+
+    @contextlib.contextmanager
+    def session(self, request: BacktestRequest) -> Iterator[BacktestSession]:
+        """One Freqtrade engine for many backtests of the request's strategy on its candles and
+        markets, each with other hyperopt parameter values (a sweep worker's trials).
+
+        Freqtrade, the strategy, the exchange and the candles (with their price precision) load once;
+        each ``BacktestSession.run`` then does what a fresh ``run`` does with a parameter file: the
+        strategy starts again with the values, indicators and signals are computed anew, and the
+        trade loop runs from a reset state. The trades equal those of ``run`` with the same
+        ``strategy_parameters`` in the config."""
+        from freqtrade.commands.optimize_commands import setup_optimize_configuration
+        from freqtrade.enums import RunMode
+        from freqtrade.optimize.backtesting import Backtesting
+
+        with self._engine_files(request, "session") as config_file:
+            try:
+                config = setup_optimize_configuration({"config": [str(config_file)]}, RunMode.BACKTEST)
+                exchange = offline_exchange(config, request.markets, request.leverage_tiers)
+            except Exception as exc:  # Freqtrade's and the strategy's own errors, re-raised with context
+                raise BacktestError(
+                    f"backtest of {request.strategy_name} ({request.strategy_file}) failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            try:
+                with vectorised_tick_size(self.vectorised_tick_size):
+                    try:
+                        backtesting = Backtesting(config, exchange=exchange)
+                        data, timerange = backtesting.load_bt_data()
+                    except Exception as exc:
+                        raise BacktestError(
+                            f"backtest of {request.strategy_name} ({request.strategy_file}) failed: "
+                            f"{type(exc).__name__}: {exc}"
+                        ) from exc
+                    yield BacktestSession(request, backtesting, data, timerange, json_safe(config))
+            finally:
+                Backtesting.cleanup()
+                exchange.close()
 
     def analyse_lookahead(self, request: BacktestRequest) -> LookaheadFindings:
         """Freqtrade's ``lookahead-analysis`` of the strategy on the request's candles, offline: it

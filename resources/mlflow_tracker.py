@@ -97,6 +97,42 @@ class MlflowTracker(ConfigurableResource):
         client.set_terminated(run_id)
         return run_id
 
+    def start_run(self, experiment: str, run_name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+        """A run that stays open (a sweep's parent run) until ``finish_run``; returns its id."""
+        from mlflow.entities import Param
+
+        client = self._client()
+        run = client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags)
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
+
+    def finish_run(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], artifact_dir: Path) -> None:
+        """Metrics, tags and artifacts of an open run, then close it (again, when a sweep's summary is redone)."""
+        from mlflow.entities import Metric, RunTag
+
+        client = self._client()
+        now = client.get_run(run_id).info.start_time
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        client.log_artifacts(run_id, str(artifact_dir))
+        client.set_terminated(run_id)
+
+    def child_runs(self, experiment: str, parent_run_id: str) -> list[dict[str, Any]]:
+        """The runs whose parent is ``parent_run_id``: id, params, metrics and tags."""
+        client = self._client()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        return [
+            {"run_id": r.info.run_id, "params": dict(r.data.params), "metrics": dict(r.data.metrics),
+             "tags": dict(r.data.tags), "status": r.info.status}
+            for r in client.search_runs([found.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                        max_results=10_000)
+        ]
+
     def probe(self) -> int:
         """Ask the store for its first experiment: how many came back (0 or 1); raises when it does not answer."""
         return len(self._client().search_experiments(max_results=1))

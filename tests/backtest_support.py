@@ -51,9 +51,11 @@ class BacktestLocation:
     """Market data for the spot sample plus the strategies of one directory, against local stores."""
 
     def __init__(self, root: Path, strategies: Path, futures: bool = False, mlflow: MlflowTracker | None = None,
-                 resources: dict[str, Any] | None = None):
+                 resources: dict[str, Any] | None = None, spot_entry: dict[str, Any] | None = None):
+        """``spot_entry``: another spot universe entry than the whole sample (fewer pairs or days)."""
         self.root = root
-        entries = write_universe(root / "universe.yaml", [spot_sample_entry()] + ([futures_sample_entry()] if futures else []))
+        spot = spot_entry or spot_sample_entry()
+        entries = write_universe(root / "universe.yaml", [spot] + ([futures_sample_entry()] if futures else []))
         self.entry = entries[0]
         self.futures_entry = entries[1] if futures else None
         self.arctic = ArcticStore(uri=f"lmdb://{root / 'arctic'}")

@@ -19,14 +19,18 @@ from resources.local_bots import LocalBotServices
 from resources.mlflow_tracker import MlflowTracker
 from resources.model_registry import ModelRegistry
 from resources.notifier import Notifier
+from resources.sweep_store import SweepStore
+from resources.sweep_studies import SweepStudies
 from resources.trading_state import DynamoTradingState, SqliteTradingState
 from sensors.bots import build_bot_sensors
 from sensors.models import build_model_sensors
+from sensors.sweeps import build_sweep_sensor
 from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
 from tradai_assets.market_data import build_market_data
 from tradai_assets.model_drift import build_model_drift
 from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
 from tradai_assets.strategies import build_strategies
+from tradai_assets.sweeps import build_sweeps
 from tradai_assets.walk_forward import build_walk_forward_assets
 from tradai_core import settings
 from tradai_core.strategy_config import load_base_config
@@ -56,6 +60,7 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
             image=dg.EnvVar(EnvVar.BOT_IMAGE),
         )
         trading_state = DynamoTradingState(stack=dg.EnvVar(EnvVar.TRADAI_STACK))
+        sweep_studies = SweepStudies(storage_url=dg.EnvVar("TRADAI_SWEEP_STORAGE_URL"))
     else:
         arctic = ArcticStore(uri=settings.local_arctic_uri())
         mlflow = MlflowTracker(
@@ -67,6 +72,7 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
         notifier = Notifier(webhook_url=webhook)
         bot_services = LocalBotServices()
         trading_state = SqliteTradingState()
+        sweep_studies = SweepStudies(storage_url=settings.local_sweep_storage_url())
     return {
         "arctic": arctic,
         "exchange": ExchangeResource(),
@@ -77,6 +83,8 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
         "notifier": notifier,
         "bot_services": bot_services,
         "trading_state": trading_state,
+        "sweep_store": SweepStore(arctic=arctic),
+        "sweep_studies": sweep_studies,
     }
 
 
@@ -88,15 +96,17 @@ def build_definitions() -> dg.Definitions:
     specs = strategies.specs
     model_jobs, model_schedules = build_model_lifecycle(specs)
     drift_checks, drift_jobs, drift_schedules = build_model_drift(specs)
+    sweeps = build_sweeps(specs)
     return dg.Definitions(
         assets=market_data.assets
         + strategies.assets
         + build_deployment_assets(specs)
-        + build_walk_forward_assets(specs, load_base_config()),
+        + build_walk_forward_assets(specs, load_base_config())
+        + sweeps.assets,
         asset_checks=market_data.checks + strategies.checks + drift_checks,
-        jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)],
+        jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)] + sweeps.jobs,
         schedules=market_data.schedules + model_schedules + drift_schedules,
-        sensors=build_model_sensors(specs, train_jobs(specs)) + build_bot_sensors(specs),
+        sensors=build_model_sensors(specs, train_jobs(specs)) + build_bot_sensors(specs) + [build_sweep_sensor(sweeps.sensor_jobs)],
         resources=build_resources(env),
     )
 

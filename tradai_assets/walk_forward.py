@@ -28,7 +28,7 @@ from resources.freqtrade_runner import (
     FreqtradeRunner,
     import_strategy_file,
     parameter_problems,
-    strategy_parameters,
+    parameter_objects,
 )
 from resources.mlflow_tracker import MlflowTracker
 from tradai_assets.backtests import (
@@ -215,7 +215,7 @@ def build_walk_forward_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.Ass
         try:
             wf_spec = WalkForwardSpec.parse(config.train, config.test, config.step, config.mode)
             plan = plan_backtest(arctic, spec.name, spec.file, strategy_config, digest)
-            parameters = strategy_parameters(import_strategy_file(spec.file, spec.name))
+            parameters = parameter_objects(import_strategy_file(spec.file, spec.name))
             problems = [
                 problem
                 for name, values in config.grid.items()

@@ -51,3 +51,15 @@ EVALUATE_OP = "backtest_and_decide"  # an op may not share its job's name
 def train_job_name(name: str) -> str:
     return f"train_{name}"
 
+
+
+# Parameter sweeps: one partition of sweeps/trial per trial (<sweep_id>-<nnnn>), one of sweeps/summary per sweep.
+SWEEP_TRIAL_KEY = dg.AssetKey(["sweeps", "trial"])
+SWEEP_SUMMARY_KEY = dg.AssetKey(["sweeps", "summary"])
+SWEEP_TRIALS = dg.DynamicPartitionsDefinition(name="sweep_trials")
+SWEEPS = dg.DynamicPartitionsDefinition(name="sweeps")
+SWEEP_JOB = "sweep"
+SWEEP_TRIALS_JOB = "sweep_trials"  # the asset job of sweeps/trial that the sweep sensor launches batches of
+SWEEP_SUMMARY_JOB = "sweep_summary"
+APPLY_SWEEP_JOB = "apply_sweep_parameters"
+SWEEP_TAG = "tradai/sweep_id"

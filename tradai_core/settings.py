@@ -79,6 +79,9 @@ class LocationSettings(EnvironmentSettings):
     mlflow_ui_url: str = Field("http://127.0.0.1:5000", validation_alias="MLFLOW_UI_URL")
     """Where links to MLflow runs point; ``make dev`` sets it to the MLflow UI it starts."""
     universe: Path = Field(CODE_LOCATION_DIR / "universe.yaml", validation_alias="TRADAI_UNIVERSE")
+    sweep_storage_url: str | None = Field(None, validation_alias="TRADAI_SWEEP_STORAGE_URL")
+    """Optuna's database for TPE and NSGA-II sweeps. Locally: ``sqlite:///<home>/sweeps.db`` when unset;
+    on AWS the stack's PostgreSQL (required there)."""
 
 
 class LifecycleSettings(EnvironmentSettings):
@@ -111,6 +114,10 @@ def local_arctic_uri() -> str:
 
 def local_mlflow_uri() -> str:
     return location_settings().mlflow_tracking_uri or f"sqlite:///{tradai_home() / 'mlflow.db'}"
+
+
+def local_sweep_storage_url() -> str:
+    return location_settings().sweep_storage_url or f"sqlite:///{tradai_home() / 'sweeps.db'}"
 
 
 def local_mlflow_ui_url() -> str:

@@ -15,10 +15,12 @@ import yaml
 from tradai_core import settings
 from tradai_core.candles import timeframe_delta
 from tradai_core.strategy_discovery import StrategySpec
+from tradai_core.sweeps import STRATEGY_PARAMETERS_KEY
 
 BASE_CONFIG_PATH = settings.CODE_LOCATION_DIR / "backtest_base.yaml"
-# Keys Freqtrade reads from a config file although its schema does not list them.
-EXTRA_KNOWN_KEYS = {"timerange"}
+# Keys Freqtrade reads from a config file although its schema does not list them, and the strategy's
+# hyperopt parameter values ({space: {name: value}}), which reach Freqtrade as its parameter file.
+EXTRA_KNOWN_KEYS = {"timerange", STRATEGY_PARAMETERS_KEY}
 TIMERANGE_ALL = "all"
 
 
@@ -92,6 +94,10 @@ def validate_config(config: dict[str, Any]) -> None:
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ConfigError(f"config key {where}: {error.message}")
+    parameters = config.get(STRATEGY_PARAMETERS_KEY, {})
+    if not isinstance(parameters, dict) or not all(isinstance(v, dict) for v in parameters.values()):
+        raise ConfigError(f"config key {STRATEGY_PARAMETERS_KEY}: {parameters!r} is not a mapping of "
+                          "space -> {parameter: value}")
     timerange = config.get("timerange", TIMERANGE_ALL)
     if not isinstance(timerange, str):
         raise ConfigError(f"config key timerange: {timerange!r} is not a string")
