@@ -51,7 +51,7 @@ class BacktestLocation:
     """Market data for the spot sample plus the strategies of one directory, against local stores."""
 
     def __init__(self, root: Path, strategies: Path, futures: bool = False, mlflow: MlflowTracker | None = None,
-                 resources: dict[str, Any] | None = None):
+                 resources: dict[str, Any] | None = None, base_path: Path | None = None):
         self.root = root
         entries = write_universe(root / "universe.yaml", [spot_sample_entry()] + ([futures_sample_entry()] if futures else []))
         self.entry = entries[0]
@@ -61,7 +61,7 @@ class BacktestLocation:
         self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
         self.mlflow = mlflow or MlflowTracker(tracking_uri=self.tracking_uri, artifact_root=str(root / "mlartifacts"))
         self.runner = FreqtradeRunner(workdir=str(root))
-        self.strategies = build_strategies(strategies, entries)
+        self.strategies = build_strategies(strategies, entries, **({} if base_path is None else {"base_path": base_path}))
         self.specs = {s.name: s for s in self.strategies.specs}
         market_data = build_market_data(entries, schedules_running=False)
         self.defs = dg.Definitions(
