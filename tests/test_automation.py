@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from tests.automation_support import AutomationLocation
 from tradai_assets.market_data import ohlcv_key
 from tradai_core.candles import candle_symbol
-from tradai_core.keys import backtest_key, config_key
+from tradai_core.keys import backtest_key, champion_key, config_key
 
 PLAIN, OTHER = "SampleStrategy", "RsiMeanReversion"
 
@@ -92,3 +93,49 @@ def test_a_changed_base_config_reruns_configs_then_the_backtests_whose_config_ch
 
     assert location.tick(module_instance) == {backtest_key(PLAIN), backtest_key(OTHER)}
     assert location.tick(module_instance) == set()
+
+
+def _recorded_inputs(sensor, instance, registry) -> dict[str, str]:
+    """One tick of the inputs sensor, its events stored as the sensor daemon stores them."""
+    import dagster as dg
+
+    with dg.build_sensor_context(instance=instance, resources={"model_registry": registry}) as context:
+        outcome = sensor(context)
+    events = getattr(outcome, "asset_events", None) or []
+    for event in events:
+        instance.report_runless_asset_event(event)
+    return {e.asset_key.to_user_string(): e.tags[DATA_VERSION_TAG] for e in events}
+
+
+def test_the_inputs_sensor_records_a_champion_only_when_it_moves(tmp_path, memory_instance):
+    from resources.arctic import ArcticStore
+    from resources.model_registry import ModelRegistry
+    from sensors.automation_inputs import build_automation_inputs_sensor
+    from tests.backtest_support import copy_strategies
+    from tradai_core.strategy_discovery import discover_strategies, source_hash
+
+    base = tmp_path / "base.yaml"
+    base.write_text("exchange: {name: binance}\n")
+    specs = discover_strategies(copy_strategies(tmp_path / "strategies", "MlMomentum"))
+    registry = ModelRegistry(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", store=ArcticStore(uri=f"lmdb://{tmp_path / 'arctic'}")
+    )
+    sensor = build_automation_inputs_sensor(specs, base)
+
+    assert _recorded_inputs(sensor, memory_instance, registry) == {"strategies/base_config": source_hash(base)}
+    registry._record("MlMomentum", "first_champion", "test", None, 1, None, None)
+    assert _recorded_inputs(sensor, memory_instance, registry) == {"strategies/MlMomentum/champion": "v1"}
+    registry._record("MlMomentum", "challenger", "test", 1, 1, None, 2)  # a challenger moves no champion
+    assert _recorded_inputs(sensor, memory_instance, registry) == {}
+    registry._record("MlMomentum", "promote", "test", 1, 2, 1, None)
+    assert _recorded_inputs(sensor, memory_instance, registry) == {"strategies/MlMomentum/champion": "v2"}
+
+    base.unlink()
+    with pytest.raises(RuntimeError, match=f"{base}: cannot read the base config"):
+        _recorded_inputs(sensor, memory_instance, registry)
+    assert (
+        memory_instance.get_latest_materialization_event(champion_key("MlMomentum")).asset_materialization.tags[
+            DATA_VERSION_TAG
+        ]
+        == "v2"
+    )
