@@ -5,10 +5,10 @@ daemon stores them, then one evaluation of every automation condition with the p
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from resources.model_registry import ModelRegistry
 from sensors.automation_inputs import build_automation_inputs_sensor
@@ -20,17 +20,24 @@ STRATEGIES = ("SampleStrategy", "RsiMeanReversion")
 
 
 class AutomationLocation:
-    def __init__(self, root: Path, strategies: tuple[str, ...] = STRATEGIES):
+    def __init__(self, root: Path, strategies: tuple[str, ...] = STRATEGIES, pairs: list[str] | None = None):
+        """``pairs``: the spot sample's pairs the universe keeps and the base config trades (all ten when None)."""
         self.root = root
+        self.pairs = pairs
         self.strategies_dir = copy_strategies(root / "strategies", *strategies)
         self.base_path = root / "backtest_base.yaml"
-        shutil.copyfile(BASE_CONFIG_PATH, self.base_path)
+        base = BASE_CONFIG_PATH.read_text()
+        if pairs:
+            shipped = yaml.safe_load(base)["exchange"]["pair_whitelist"]
+            base = base.replace(f"pair_whitelist: [{', '.join(shipped)}]", f"pair_whitelist: [{', '.join(pairs)}]")
+            assert yaml.safe_load(base)["exchange"]["pair_whitelist"] == list(pairs), "the base config's pairs moved"
+        self.base_path.write_text(base)
         self.cursor = None
         self.reload()
 
     def reload(self) -> None:
         """Rebuild the definitions from the strategy files and the base config, as a code-location reload does."""
-        self.location = BacktestLocation(self.root, self.strategies_dir, base_path=self.base_path)
+        self.location = BacktestLocation(self.root, self.strategies_dir, base_path=self.base_path, spot_pairs=self.pairs)
         specs = self.location.strategies.specs
         self.registry = ModelRegistry(tracking_uri=self.location.tracking_uri, store=self.location.arctic)
         self.inputs_sensor = build_automation_inputs_sensor(specs, self.base_path)

@@ -24,9 +24,9 @@ EXAMPLE_STRATEGIES = REPO / "strategies"
 ASSETS_JOB = "location_assets"
 
 
-def spot_sample_entry() -> dict[str, Any]:
+def spot_sample_entry(pairs: list[str] | None = None) -> dict[str, Any]:
     return {
-        "exchange": "binance", "market_type": "spot", "pairs": SPOT_PAIRS, "timeframes": ["5m"],
+        "exchange": "binance", "market_type": "spot", "pairs": pairs or SPOT_PAIRS, "timeframes": ["5m"],
         "start": "2018-01-10", "end": "2018-01-31", "import_dir": str(SAMPLE_DATA),
         "markets_file": str(SAMPLE / "markets" / "binance-spot.json"),
     }
@@ -51,9 +51,11 @@ class BacktestLocation:
     """Market data for the spot sample plus the strategies of one directory, against local stores."""
 
     def __init__(self, root: Path, strategies: Path, futures: bool = False, mlflow: MlflowTracker | None = None,
-                 resources: dict[str, Any] | None = None, base_path: Path | None = None):
+                 resources: dict[str, Any] | None = None, base_path: Path | None = None,
+                 spot_pairs: list[str] | None = None):
+        """``spot_pairs``: the spot sample's pairs the universe keeps (all ten when None)."""
         self.root = root
-        entries = write_universe(root / "universe.yaml", [spot_sample_entry()] + ([futures_sample_entry()] if futures else []))
+        entries = write_universe(root / "universe.yaml", [spot_sample_entry(spot_pairs)] + ([futures_sample_entry()] if futures else []))
         self.entry = entries[0]
         self.futures_entry = entries[1] if futures else None
         self.arctic = ArcticStore(uri=f"lmdb://{root / 'arctic'}")
@@ -131,7 +133,7 @@ def block_network(monkeypatch) -> list[Any]:
 
     def is_loopback(address) -> bool:
         host = address[0] if isinstance(address, tuple) else address
-        return isinstance(host, str) and (host.startswith("127.") or host in ("::1", "localhost") or host.startswith("/"))
+        return isinstance(host, str) and (host.startswith(("127.", "/")) or host in ("::1", "localhost"))
 
     def guarded_connect(self, address):
         if self.family != socket.AF_UNIX and not is_loopback(address):

@@ -14,17 +14,20 @@ from tradai_assets.market_data import ohlcv_key
 from tradai_core.candles import candle_symbol
 from tradai_core.keys import backtest_key, champion_key, config_key
 
-PLAIN, OTHER = "SampleStrategy", "RsiMeanReversion"
+# The two smallest shipped strategies, on two pairs and one day of the spot sample: the tests count
+# requested assets, which depend on versions and checks, not on how much a backtest reads.
+PLAIN, OTHER = "EmaCross", "RsiMeanReversion"
+PAIRS = ["ETH/BTC", "LTC/BTC"]
+DAY = "2018-01-10"
 
 
 @pytest.fixture(scope="module")
 def location(tmp_path_factory, module_instance) -> AutomationLocation:
-    """Four days of the spot sample, both strategies' configs and backtests materialised once."""
-    location = AutomationLocation(tmp_path_factory.mktemp("automation"), (PLAIN, OTHER))
-    location.location.load_sample(module_instance, "2018-01-10", "2018-01-13")
+    """One day of two spot pairs, both strategies' configs and backtests materialised once (real runs)."""
+    location = AutomationLocation(tmp_path_factory.mktemp("automation"), (PLAIN, OTHER), PAIRS)
+    location.location.load_sample(module_instance, DAY, DAY)
     assert location.tick(module_instance) == set()  # records the base config; nothing is materialised yet
-    for name in (PLAIN, OTHER):
-        location.materialise(module_instance, [config_key(name), backtest_key(name)])
+    location.materialise(module_instance, [k for n in (PLAIN, OTHER) for k in (config_key(n), backtest_key(n))])
     return location
 
 
