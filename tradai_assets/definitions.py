@@ -23,6 +23,7 @@ from resources.trading_state import DynamoTradingState, SqliteTradingState
 from sensors.automation_inputs import build_automation_inputs_sensor
 from sensors.bots import build_bot_sensors
 from sensors.models import build_model_sensors
+from sensors.stale_data import build_stale_data_sensor
 from tradai_assets.automation import build_automation_sensor
 from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
 from tradai_assets.market_data import build_market_data
@@ -97,6 +98,7 @@ def build_definitions() -> dg.Definitions:
         schedules=market_data.schedules + model_schedules + drift_schedules,
         sensors=build_model_sensors(specs, train_jobs(specs))
         + build_bot_sensors(specs)
+        + [build_stale_data_sensor(specs)]
         + [build_automation_inputs_sensor(specs), build_automation_sensor(specs)],
         resources=build_resources(env),
     )
