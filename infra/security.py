@@ -392,6 +392,8 @@ def create_roles(settings: Settings, tags: Tagger, inputs: RoleInputs) -> Roles:
                         ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"],
                         a["tables"],
                     ),
+                    # The stale-data sensor's pause and resume requests (items pause#<strategy_id>).
+                    _statement("RequestBotPause", ["dynamodb:PutItem"], a["tables"]),
                 ]
             )
         ),

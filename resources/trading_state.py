@@ -7,6 +7,12 @@ in the DynamoDB table ``tradai-trading-state-<stack>`` (key ``strategy_id``, TTL
 
 Both implement ``TradingState``, the type every reader and writer takes.
 
+Beside the heartbeats they keep one pause request per bot (``PauseRequest``): the platform's desired
+state "entries paused" or "entries allowed", written by the stale-data sensor and applied by the bot
+at its next heartbeat (the bot then reports the status ``paused``). In DynamoDB a request is an item
+of the same table keyed ``pause#<strategy_id>`` (strategy ids are ``[a-z0-9-]``, so no bot's key
+starts so), without a TTL; in SQLite a table of its own.
+
 A row past its ``expires_at`` is not returned by either backend: DynamoDB deletes expired items only
 eventually (up to days later), and readers must not mistake a long-dead bot for a live one.
 """
@@ -30,7 +36,8 @@ from pydantic import Field, PrivateAttr
 
 from resources import aws_contract
 
-BOT_STATUSES = ("starting", "running", "stopped", "error")
+BOT_STATUSES = ("starting", "running", "paused", "stopped", "error")  # paused: trading, no new entries
+PAUSE_KEY_PREFIX = "pause#"
 DEFAULT_TTL_DAYS = 30
 KEY = aws_contract.TABLE_PARTITION_KEY
 TTL_ATTRIBUTE = aws_contract.TABLE_TTL_ATTRIBUTE
@@ -63,6 +70,24 @@ class Heartbeat:
         return ((now or datetime.now(UTC)) - self.last_heartbeat).total_seconds()
 
 
+@dataclass(frozen=True)
+class PauseRequest:
+    """The platform's wish for a bot's entries: ``paused`` True stops new entries (open trades are still
+    managed), False allows them again."""
+
+    strategy_id: str
+    paused: bool
+    reason: str
+    requested_at: datetime  # timezone-aware, UTC
+
+    def __post_init__(self) -> None:
+        if not self.strategy_id:
+            raise ValueError("a pause request needs a strategy_id")
+        if self.requested_at.tzinfo is None:
+            raise ValueError(f"pause request of {self.strategy_id}: requested_at must be timezone-aware")
+        object.__setattr__(self, "requested_at", self.requested_at.astimezone(UTC))
+
+
 def _expires_at(heartbeat: Heartbeat, ttl_days: int) -> int:
     return int(heartbeat.epoch) + ttl_days * 86400
 
@@ -85,6 +110,14 @@ class TradingState(ConfigurableResource):
     @abstractmethod
     def delete(self, strategy_id: str) -> None:
         """Forget the bot's row."""
+
+    @abstractmethod
+    def put_pause(self, request: PauseRequest) -> None:
+        """Record the platform's pause (or resume) request for the bot, replacing the previous one."""
+
+    @abstractmethod
+    def get_pause(self, strategy_id: str) -> PauseRequest | None:
+        """The bot's latest pause request; None when the platform never asked."""
 
 
 class DynamoTradingState(TradingState):
@@ -143,11 +176,32 @@ class DynamoTradingState(TradingState):
         """Every bot's latest heartbeat, by strategy id."""
         heartbeats = []
         for page in self.client().get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
-            heartbeats += [_from_item(item) for item in page["Items"] if not _expired(item)]
+            heartbeats += [_from_item(item) for item in page["Items"]
+                           if not _expired(item) and not item[KEY]["S"].startswith(PAUSE_KEY_PREFIX)]
         return sorted(heartbeats, key=lambda h: h.strategy_id)
 
     def delete(self, strategy_id: str) -> None:
         self.client().delete_item(TableName=self.table_name, Key={KEY: {"S": strategy_id}})
+
+    def put_pause(self, request: PauseRequest) -> None:
+        self.client().put_item(
+            TableName=self.table_name,
+            Item={
+                KEY: {"S": PAUSE_KEY_PREFIX + request.strategy_id},
+                "paused": {"BOOL": request.paused},
+                "reason": {"S": request.reason},
+                "requested_at": {"S": request.requested_at.isoformat()},
+            },
+        )
+
+    def get_pause(self, strategy_id: str) -> PauseRequest | None:
+        item = self.client().get_item(
+            TableName=self.table_name, Key={KEY: {"S": PAUSE_KEY_PREFIX + strategy_id}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return PauseRequest(strategy_id, item["paused"]["BOOL"], item["reason"]["S"],
+                            datetime.fromisoformat(item["requested_at"]["S"]))
 
 
 def _expired(item: dict[str, Any]) -> bool:
@@ -196,6 +250,14 @@ def _initialise(database: Path) -> None:
                     {TTL_ATTRIBUTE} INTEGER NOT NULL
                 )"""
             )
+            connection.execute(
+                f"""CREATE TABLE IF NOT EXISTS pause_requests (
+                    {KEY} TEXT PRIMARY KEY,
+                    paused INTEGER NOT NULL,
+                    reason TEXT NOT NULL,
+                    requested_at TEXT NOT NULL
+                )"""
+            )
 
 
 class SqliteTradingState(TradingState):
@@ -241,6 +303,22 @@ class SqliteTradingState(TradingState):
     def delete(self, strategy_id: str) -> None:
         with closing(self._connect()) as connection, connection:
             connection.execute(f"DELETE FROM heartbeats WHERE {KEY} = ?", (strategy_id,))
+
+    def put_pause(self, request: PauseRequest) -> None:
+        with closing(self._connect()) as connection, connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO pause_requests VALUES (?, ?, ?, ?)",
+                (request.strategy_id, int(request.paused), request.reason, request.requested_at.isoformat()),
+            )
+
+    def get_pause(self, strategy_id: str) -> PauseRequest | None:
+        with closing(self._connect()) as connection:
+            row = connection.execute(
+                f"SELECT paused, reason, requested_at FROM pause_requests WHERE {KEY} = ?", (strategy_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return PauseRequest(strategy_id, bool(row[0]), row[1], datetime.fromisoformat(row[2]))
 
     def _select(self, where: str, parameters: tuple) -> list[Heartbeat]:
         live = f"{TTL_ATTRIBUTE} > ?"

@@ -24,9 +24,9 @@ EXAMPLE_STRATEGIES = REPO / "strategies"
 ASSETS_JOB = "location_assets"
 
 
-def spot_sample_entry() -> dict[str, Any]:
+def spot_sample_entry(pairs: list[str] | None = None) -> dict[str, Any]:
     return {
-        "exchange": "binance", "market_type": "spot", "pairs": SPOT_PAIRS, "timeframes": ["5m"],
+        "exchange": "binance", "market_type": "spot", "pairs": pairs or SPOT_PAIRS, "timeframes": ["5m"],
         "start": "2018-01-10", "end": "2018-01-31", "import_dir": str(SAMPLE_DATA),
         "markets_file": str(SAMPLE / "markets" / "binance-spot.json"),
     }
@@ -51,10 +51,12 @@ class BacktestLocation:
     """Market data for the spot sample plus the strategies of one directory, against local stores."""
 
     def __init__(self, root: Path, strategies: Path, futures: bool = False, mlflow: MlflowTracker | None = None,
-                 resources: dict[str, Any] | None = None, spot_entry: dict[str, Any] | None = None):
-        """``spot_entry``: another spot universe entry than the whole sample (fewer pairs or days)."""
+                 resources: dict[str, Any] | None = None, spot_entry: dict[str, Any] | None = None,
+                 base_path: Path | None = None, spot_pairs: list[str] | None = None):
+        """``spot_entry``: another spot universe entry than the whole sample (fewer pairs or days);
+        ``spot_pairs``: the spot sample's pairs the universe keeps (all ten when None)."""
         self.root = root
-        spot = spot_entry or spot_sample_entry()
+        spot = spot_entry or spot_sample_entry(spot_pairs)
         entries = write_universe(root / "universe.yaml", [spot] + ([futures_sample_entry()] if futures else []))
         self.entry = entries[0]
         self.futures_entry = entries[1] if futures else None
@@ -63,7 +65,7 @@ class BacktestLocation:
         self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
         self.mlflow = mlflow or MlflowTracker(tracking_uri=self.tracking_uri, artifact_root=str(root / "mlartifacts"))
         self.runner = FreqtradeRunner(workdir=str(root))
-        self.strategies = build_strategies(strategies, entries)
+        self.strategies = build_strategies(strategies, entries, **({} if base_path is None else {"base_path": base_path}))
         self.specs = {s.name: s for s in self.strategies.specs}
         market_data = build_market_data(entries, schedules_running=False)
         self.defs = dg.Definitions(
@@ -133,7 +135,7 @@ def block_network(monkeypatch) -> list[Any]:
 
     def is_loopback(address) -> bool:
         host = address[0] if isinstance(address, tuple) else address
-        return isinstance(host, str) and (host.startswith("127.") or host in ("::1", "localhost") or host.startswith("/"))
+        return isinstance(host, str) and (host.startswith(("127.", "/")) or host in ("::1", "localhost"))
 
     def guarded_connect(self, address):
         if self.family != socket.AF_UNIX and not is_loopback(address):

@@ -117,6 +117,15 @@ def test_a_stopped_bot_with_a_recent_heartbeat_is_not_healthy(api, heartbeats):
         heartbeats.delete("stopped-bot")
 
 
+def test_a_bot_paused_for_stale_candles_with_a_recent_heartbeat_is_healthy(api, heartbeats):
+    heartbeats.put(Heartbeat("paused-bot", "paused", datetime.now(UTC) - timedelta(seconds=5), open_trades=1, profit=0.0))
+    try:
+        paused = api.bot("paused-bot")
+        assert paused["heartbeat"]["status"] == "paused" and paused["healthy"] is True
+    finally:
+        heartbeats.delete("paused-bot")
+
+
 def test_start_and_stop_launch_the_deployment_asset_with_run_config(api, graphql_url):
     started = api.start_bot("SampleStrategy", mode="live", force=True)
     assert started["asset"] == "strategies/SampleStrategy/deployment" and started["status"] == "QUEUED"

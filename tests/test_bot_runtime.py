@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ from resources import aws_contract
 from resources.arctic import ArcticStore
 from resources.bot_services import BotSpec
 from resources.local_bots import LocalBotServices
-from resources.trading_state import DynamoTradingState, SqliteTradingState
+from resources.trading_state import DynamoTradingState, PauseRequest, SqliteTradingState
 from tests.deployment_support import text
 from tests.fakes.client import FakeBinance
 from tests.servers import wait_for
@@ -201,6 +202,21 @@ def test_a_local_dry_run_bot_warms_up_from_arcticdb_heartbeats_and_stops_cleanly
     [bot] = services.list_bots()
     assert (bot.strategy_id, bot.status) == ("warm-local", "running")
     processes = [psutil.Process(bot.supervisor_pid), psutil.Process(bot.bot_pid)]
+
+    # The platform's pause request (the stale-data sensor's): Freqtrade's own paused state, entries
+    # stopped, the same process still trading; then resumed.
+    store.put_pause(PauseRequest("warm-local", True, "ETH/BTC 5m candles stale", datetime.now(UTC)))
+    paused = wait_for(lambda: (b := store.get("warm-local")) and b.status == "paused" and b, 60, "a paused heartbeat")
+    wait_for(lambda: "Changing state from RUNNING to: PAUSED" in text(bot_dir / "freqtrade.log"), 30, "freqtrade paused")
+    wait_for(lambda: (b := store.get("warm-local")) and b.last_heartbeat > paused.last_heartbeat
+             and b.status == "paused", 30, "a later heartbeat, still paused")
+    assert "entries paused by the platform (ETH/BTC 5m candles stale)" in text(bot_dir / "freqtrade.log")
+    store.put_pause(PauseRequest("warm-local", False, "candles fresh", datetime.now(UTC)))
+    wait_for(lambda: (b := store.get("warm-local")) and b.status == "running" and b.last_heartbeat > paused.last_heartbeat,
+             60, "a running heartbeat after the resume")
+    wait_for(lambda: "Changing state from PAUSED to: RUNNING" in text(bot_dir / "freqtrade.log"), 30, "freqtrade resumed")
+    assert [p.pid for p in processes] == [bot.supervisor_pid, bot.bot_pid] and all(p.is_running() for p in processes)
+    assert services.describe("warm-local").bot_pid == bot.bot_pid  # paused and resumed without a restart
 
     stopped = services.reconcile(BotSpec(**{**spec.__dict__, "mode": "stopped"}))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from resources import aws_contract
-from resources.trading_state import DynamoTradingState, Heartbeat, SqliteTradingState
+from resources.trading_state import DynamoTradingState, Heartbeat, PauseRequest, SqliteTradingState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +68,23 @@ def test_put_get_and_list_round_trip_the_latest_heartbeat_per_bot(store):
     assert store.list() == [other, latest]
     store.delete("ema-binance-futures")
     assert store.list() == [latest]
+
+
+def test_a_pause_request_round_trips_beside_the_heartbeats_without_showing_in_them(store):
+    at = datetime.now(UTC).replace(microsecond=0)
+    store.put(beat("sample-binance-spot"))
+    assert store.get_pause("sample-binance-spot") is None
+
+    store.put_pause(PauseRequest("sample-binance-spot", True, "ETH/BTC 5m candles 3 h old", at))
+    assert store.get_pause("sample-binance-spot") == PauseRequest("sample-binance-spot", True,
+                                                                   "ETH/BTC 5m candles 3 h old", at)
+    resumed = PauseRequest("sample-binance-spot", False, "candles fresh", at + timedelta(minutes=5))
+    store.put_pause(resumed)
+    assert store.get_pause("sample-binance-spot") == resumed
+    assert [h.strategy_id for h in store.list()] == ["sample-binance-spot"]  # the request is no heartbeat
+    assert store.get_pause("other-bot") is None
+    with pytest.raises(ValueError, match="pause request of x: requested_at must be timezone-aware"):
+        PauseRequest("x", True, "r", datetime(2026, 1, 1))
 
 
 def test_expired_rows_are_not_returned(store):

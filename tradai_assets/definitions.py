@@ -22,9 +22,12 @@ from resources.notifier import Notifier
 from resources.sweep_store import SweepStore
 from resources.sweep_studies import SweepStudies
 from resources.trading_state import DynamoTradingState, SqliteTradingState
+from sensors.automation_inputs import build_automation_inputs_sensor
 from sensors.bots import build_bot_sensors
 from sensors.models import build_model_sensors
+from sensors.stale_data import build_stale_data_sensor
 from sensors.sweeps import build_sweep_sensor
+from tradai_assets.automation import build_automation_sensor
 from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
 from tradai_assets.market_data import build_market_data
 from tradai_assets.model_drift import build_model_drift
@@ -106,7 +109,10 @@ def build_definitions() -> dg.Definitions:
         asset_checks=market_data.checks + strategies.checks + drift_checks,
         jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)] + sweeps.jobs,
         schedules=market_data.schedules + model_schedules + drift_schedules,
-        sensors=build_model_sensors(specs, train_jobs(specs)) + build_bot_sensors(specs) + [build_sweep_sensor(sweeps.sensor_jobs)],
+        sensors=build_model_sensors(specs, train_jobs(specs))
+        + build_bot_sensors(specs)
+        + [build_stale_data_sensor(specs), build_sweep_sensor(sweeps.sensor_jobs)]
+        + [build_automation_inputs_sensor(specs), build_automation_sensor(specs)],
         resources=build_resources(env),
     )
 

@@ -472,6 +472,10 @@ def build_ohlcv_asset(entry: UniverseEntry) -> dg.AssetsDefinition:
         # A backfill of any range is one run: candles are paged in bulk and written once per series.
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=ohlcv_pool(entry),
+        # The UI's freshness: the newest sync at most the universe's max_age ago (the `fresh` check
+        # judges the newest candle instead).
+        freshness_policy=None if entry.max_age is None else dg.FreshnessPolicy.time_window(
+            fail_window=timeframe_delta(entry.max_age).to_pytimedelta()),
         description=(
             f"Candles of {entry.exchange} {entry.market_type} ({series_text}) for {len(entry.pairs)} pairs, "
             "in ArcticDB, one symbol per pair, timeframe and candle type. A partition is a UTC day; "

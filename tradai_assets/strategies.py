@@ -23,6 +23,7 @@ from resources.backtest_store import BacktestStore
 from resources.freqtrade_runner import BacktestError, FreqtradeRunner
 from resources.mlflow_tracker import MlflowTracker
 from resources.model_registry import CHAMPION, ModelRegistry, ModelRegistryError
+from tradai_assets.automation import backtest_condition, backtest_inputs, config_condition, input_specs
 from tradai_assets.backtests import (
     BacktestInputError,
     RecordedBacktest,
@@ -33,7 +34,7 @@ from tradai_assets.backtests import (
 from tradai_assets.bias_checks import build_bias_checks
 from tradai_assets.market_data import content_hash
 from tradai_core import settings
-from tradai_core.keys import backtest_key, config_key, model_key
+from tradai_core.keys import BASE_CONFIG_KEY, backtest_key, champion_key, config_key, model_key
 from tradai_core.strategy_config import (
     BASE_CONFIG_PATH,
     ConfigError,
@@ -165,6 +166,8 @@ def build_config_asset(spec: StrategySpec, base_path: Path, entries: dict[tuple[
         group_name=f"strategy_{spec.name}",
         kinds={"freqtrade"},
         code_version=spec.code_version,
+        deps=[BASE_CONFIG_KEY],
+        automation_condition=config_condition(),
         description=f"Freqtrade config of {spec.name}: {base_path.name} merged with the strategy's overrides, "
         "validated by Freqtrade's config schema and stored by content hash.",
         metadata=spec.ui_metadata(),
@@ -196,9 +199,10 @@ def build_backtest_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.AssetsD
         "snapshot; stats, trades and equity curve stored, one MLflow run per backtest."
     )
 
-    deps = [config_key(spec.name), dg.AssetKey(["markets", exchange, mtype]), dg.AssetKey(["ohlcv", exchange, mtype])]
+    markets = dg.AssetKey(["markets", exchange, mtype])
+    deps = [config_key(spec.name), markets, dg.AssetKey(["ohlcv", exchange, mtype])]
     if spec.is_model:
-        deps.append(model_key(spec.name))
+        deps += [model_key(spec.name), champion_key(spec.name)]
         description += (" The model version is resolved from the alias champion at the start and recorded "
                         "(model_name, model_version), so the backtest reproduces after the alias moves.")
 
@@ -223,6 +227,7 @@ def build_backtest_asset(spec: StrategySpec, base: dict[str, Any]) -> dg.AssetsD
         kinds={"freqtrade", "mlflow"},
         code_version=spec.code_version,
         deps=deps,
+        automation_condition=backtest_condition(backtest_inputs(spec, markets)),
         description=description,
         metadata=spec.ui_metadata(),
         tags=aws_contract.ecs_run_tags("backtest"),
@@ -292,7 +297,7 @@ class ReproduceConfig(dg.Config):
 @dataclass
 class StrategyDefinitions:
     specs: list[StrategySpec]
-    assets: list[dg.AssetsDefinition]
+    assets: list[dg.AssetsDefinition | dg.AssetSpec]
     checks: list[dg.AssetChecksDefinition]
     jobs: list[dg.JobDefinition]
 
@@ -426,6 +431,7 @@ def build_strategies(
     from tradai_assets.model_training import build_model_assets
 
     assets += build_model_assets(specs, entries, base_path)
+    assets += input_specs(specs)
     by_name = {s.name: s for s in specs}
     models = any(s.is_model for s in specs)
     return StrategyDefinitions(specs, assets, checks, [build_adhoc_job(by_name, base_path), build_reproduce_job(models)])

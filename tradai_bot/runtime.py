@@ -21,7 +21,8 @@ strategy resolves the model version (``TRADAI_MODEL_VERSION``, else the version 
 the ``champion`` alias) and passes ``config["tradai_model"] = {name, version, tracking_uri}`` to the
 strategy; builds Freqtrade's worker; seeds the exchange's candle cache from ArcticDB (see
 ``warm_up``); then runs Freqtrade's trading loop (dry run forced for ``dry_run``), writing a
-``running`` heartbeat with open trades and profit every ``TRADAI_HEARTBEAT_SECONDS``, and a final
+``running`` heartbeat with open trades and profit every ``TRADAI_HEARTBEAT_SECONDS`` (``paused`` while the
+platform's pause request in the trading-state store holds its entries, see ``apply_pause_request``), and a final
 ``stopped`` (SIGTERM or SIGINT) or ``error`` (a crash) heartbeat. Exit codes: 0 stopped, 1 crash,
 2 bad environment or config.
 """
@@ -458,6 +459,7 @@ class BotRuntime:
         self.logfile = logfile
         self.heartbeats = Heartbeats(store or trading_state(settings), settings.strategy_id, settings.heartbeat_seconds)
         self.worker: Any = None
+        self.paused_by_platform = False
         self.warmed: dict[tuple[str, str, str], int] = {}
 
     def prepare(self) -> list[str]:
@@ -516,7 +518,35 @@ class BotRuntime:
 
     def tick(self, freqtrade: Any) -> None:
         if self.heartbeats.due():
-            self.heartbeats.put("running", *self._stats(freqtrade))
+            paused = self.apply_pause_request(freqtrade)
+            self.heartbeats.put("paused" if paused else "running", *self._stats(freqtrade))
+
+    def apply_pause_request(self, freqtrade: Any) -> bool:
+        """Apply the platform's pause request (the stale-data sensor's) to Freqtrade's state; returns
+        whether the bot's entries are paused now.
+
+        Paused is Freqtrade's own ``State.PAUSED`` (what its ``/pause`` RPC sets): no new entries, open
+        trades still managed and exited. Only a pause the platform made is lifted by a resume request.
+        A request that cannot be read is logged and changes nothing: the store being down must not
+        stop trading."""
+        from freqtrade.enums import State
+
+        bot_id = self.settings.strategy_id
+        try:
+            request = self.heartbeats.store.get_pause(bot_id)
+        except Exception as exc:  # the store being down must not stop trading
+            logger.warning("pause request of %s not read: %s", bot_id, exc)
+            return freqtrade.state == State.PAUSED
+        if request is not None and request.paused and freqtrade.state == State.RUNNING:
+            freqtrade.state = State.PAUSED
+            self.paused_by_platform = True
+            logger.warning("bot %s: entries paused by the platform (%s); open trades are still managed",
+                           bot_id, request.reason)
+        elif request is not None and not request.paused and freqtrade.state == State.PAUSED and self.paused_by_platform:
+            freqtrade.state = State.RUNNING
+            self.paused_by_platform = False
+            logger.info("bot %s: entries resumed by the platform (%s)", bot_id, request.reason)
+        return freqtrade.state == State.PAUSED
 
     def _stats(self, freqtrade: Any) -> tuple[int, float]:
         try:

@@ -20,6 +20,15 @@ def model_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["strategies", name, "model"])
 
 
+def champion_key(name: str) -> dg.AssetKey:
+    """A model strategy's champion version, reported from its audit log (``sensors.automation_inputs``)."""
+    return dg.AssetKey(["strategies", name, "champion"])
+
+
+# The base Freqtrade config every strategy config merges (tradai_assets/backtest_base.yaml), reported
+# by its content hash so that configs re-materialise when it changes.
+BASE_CONFIG_KEY = dg.AssetKey(["strategies", "base_config"])
+
 DRIFT_CHECK = "drift"  # the asset check of a model asset that measures its champion's drift
 DRIFT_CHECKS_JOB = "drift_checks"
 

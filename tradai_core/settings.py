@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,12 +92,32 @@ class LifecycleSettings(EnvironmentSettings):
     challenger_interval_seconds: int = Field(300, ge=1, validation_alias="TRADAI_CHALLENGER_INTERVAL_SECONDS")
 
 
+class StaleDataSettings(EnvironmentSettings):
+    """When the platform pauses a bot's entries because its candles stopped arriving (sensors.stale_data)."""
+
+    pause_after: str = Field("2h", validation_alias="TRADAI_STALE_CANDLES_PAUSE_AFTER")
+    """A bot is paused when the newest stored candle of one of its pairs closed longer ago than this
+    (``<count><s|m|h|d|w>``). The hourly syncs leave the newest candle up to about 70 minutes old."""
+
+    @field_validator("pause_after")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        from tradai_core.candles import timeframe_delta
+
+        timeframe_delta(value)  # a positive count of one unit, or a ValueError naming the value
+        return value
+
+
 def location_settings() -> LocationSettings:
     return read(LocationSettings)
 
 
 def lifecycle_settings() -> LifecycleSettings:
     return read(LifecycleSettings)
+
+
+def stale_data_settings() -> StaleDataSettings:
+    return read(StaleDataSettings)
 
 
 def tradai_env() -> str:

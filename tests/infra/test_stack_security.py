@@ -317,6 +317,10 @@ def test_bots_are_managed_by_runs_and_stopped_by_the_api_on_bot_services_only(st
     topic = record.of_type("aws:sns/topic:Topic")[0].outputs["arn"]
     for role in ("dagster-run", "code-location"):
         assert _statements_by_sid(record, f"tradai-{stack}-{role}")["NotifyAlerts"]["Resource"] == [topic]
+    # The stale-data sensor (code location) records pause requests: it puts items in the bots' table only.
+    location = _statements_by_sid(record, f"tradai-{stack}-code-location")
+    assert as_list(location["RequestBotPause"]["Action"]) == ["dynamodb:PutItem"]
+    assert location["RequestBotPause"]["Resource"] == location["ReadBotState"]["Resource"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

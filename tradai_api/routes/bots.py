@@ -89,8 +89,9 @@ def bot_row(
         "state": backend.get("status", "absent"),
         "backend": {k: v for k, v in backend.items() if k not in ("strategy_id", "status")},
         "heartbeat": beat,
-        # A stopped, failed or crash-looping bot is not healthy, however recent its last heartbeat.
-        "healthy": beat is not None and beat["status"] in ("starting", "running")
+        # A stopped, failed or crash-looping bot is not healthy, however recent its last heartbeat; a bot
+        # the stale-data pause holds (status paused) is alive and still manages its trades.
+        "healthy": beat is not None and beat["status"] in ("starting", "running", "paused")
         and beat["age_seconds"] < svc.settings.heartbeat_max_age_seconds
         and not getattr(state, "crash_looping", False),
     }
