@@ -24,6 +24,11 @@ strategy; builds Freqtrade's worker; seeds the exchange's candle cache from Arct
 ``running`` heartbeat with open trades and profit every ``TRADAI_HEARTBEAT_SECONDS``, and a final
 ``stopped`` (SIGTERM or SIGINT) or ``error`` (a crash) heartbeat. Exit codes: 0 stopped, 1 crash,
 2 bad environment or config.
+
+A bot whose config came from S3 (an ECS bot) uploads an export of its Freqtrade trade database beside
+it (``resources.bot_trades``: ``bots/<strategy_id>/trades.json`` in the configs bucket) with every
+heartbeat and when it stops, so divergence reports read its trades without reaching into the
+container; a failed upload is logged and never stops the bot.
 """
 
 from __future__ import annotations
@@ -459,6 +464,8 @@ class BotRuntime:
         self.heartbeats = Heartbeats(store or trading_state(settings), settings.strategy_id, settings.heartbeat_seconds)
         self.worker: Any = None
         self.warmed: dict[tuple[str, str, str], int] = {}
+        self.database: Path | None = None  # the Freqtrade trade database, once prepare() chose it
+        self.uploads = 0
 
     def prepare(self) -> list[str]:
         """Load and check the config, resolve the model, and return Freqtrade's arguments."""
@@ -497,6 +504,8 @@ class BotRuntime:
             # Freqtrade's default database name, in the working directory rather than wherever it started.
             name = "tradesv3.dryrun.sqlite" if settings.trading_mode == "dry_run" else "tradesv3.sqlite"
             db_url = f"sqlite:///{self.workdir / name}"
+        chosen = db_url or config.get("db_url") or ""
+        self.database = Path(chosen.removeprefix("sqlite:///")) if chosen.startswith("sqlite:///") else None
         return freqtrade_arguments(
             settings, config_files, self.strategy_path,
             db_url=db_url, userdir=self.userdir or str(self.workdir / "user_data"), logfile=self.logfile,
@@ -517,6 +526,21 @@ class BotRuntime:
     def tick(self, freqtrade: Any) -> None:
         if self.heartbeats.due():
             self.heartbeats.put("running", *self._stats(freqtrade))
+            self.upload_trades()
+
+    def upload_trades(self) -> str | None:
+        """An ECS bot's trades to its configs bucket (``resources.bot_trades``); None for a local bot."""
+        if not self.settings.config_path.startswith("s3://") or self.database is None or not self.database.is_file():
+            return None
+        from resources.bot_trades import upload_trades
+
+        try:
+            where = upload_trades(self.database, self.settings.config_path, self.settings.strategy_id)
+        except Exception as exc:  # the bucket being unreachable must not stop trading
+            logger.warning("trades of %s not uploaded: %s", self.settings.strategy_id, exc)
+            return None
+        self.uploads += 1
+        return where
 
     def _stats(self, freqtrade: Any) -> tuple[int, float]:
         try:
@@ -564,6 +588,7 @@ class BotRuntime:
                     logger.warning("freqtrade's cleanup failed: %s", exc)
             # A second stop signal while shutting down must not lose the final heartbeat.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.upload_trades()
             self.heartbeats.put(*final)
             logger.info("bot %s: %s (exit code %d)", settings.strategy_id, final[0], code)
         return code
