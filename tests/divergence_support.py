@@ -9,7 +9,7 @@ from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data" / "divergence"
 PROBE = "DivergenceProbe"
-PROBE_ID = "divergenceprobe"
+PROBE_ID = "divergence-probe"  # tradai_core.keys.strategy_id(PROBE)
 PAIRS = ["ETH/BTC", "LTC/BTC"]
 DELAYED_PAIR = "LTC/BTC"  # the pair whose first entry the simulator fills late
 # Entry signals on even minutes, exit signals on odd ones: a trade enters on candle m+1 after the
@@ -96,10 +96,14 @@ def record_deployment(instance, name: str, config_hash: str, at: float) -> None:
 
 
 def sync_probe_candles(tmp: Path, fake, instance, day: str):
-    """The simulated exchange's markets and 1m candles of ``day`` into ArcticDB, through the
-    market-data assets (the path make dev's sync takes)."""
+    """The simulated exchange's markets (the ``markets`` asset) and its closed 1m candles of ``day``
+    (the market-data client the ``ohlcv`` asset pages with) into ArcticDB. The ``ohlcv`` asset itself
+    has no partition for a day until the day is over, and the recording may be from today."""
+    import pandas as pd
+
     from resources.arctic import ArcticStore
     from tests.market_data_support import MarketDataLocation, NoWaitExchange, write_universe
+    from tradai_core.candles import candle_symbol, frame_from_rows
 
     entry = {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": ["1m"],
              "start": day, "archive_url": None}
@@ -107,5 +111,17 @@ def sync_probe_candles(tmp: Path, fake, instance, day: str):
     exchange = NoWaitExchange(ccxt_config={"binance": {"urls": fake.ccxt_config()["urls"], "timeout": 10000}})
     location = MarketDataLocation(universe, ArcticStore(uri=f"lmdb://{tmp / 'arctic'}"), exchange)
     assert location.markets("binance_spot", instance).success
-    assert location.ohlcv("binance_spot", instance, day, day).success
+    client = exchange.client("binance", "spot")
+    try:
+        now_ms, _ = client.server_time_ms()
+        start = pd.Timestamp(day, tz="UTC")
+        end = min(start + pd.Timedelta(days=1), pd.Timestamp(now_ms, unit="ms", tz="UTC").floor("1min"))
+        for pair in PAIRS:
+            rows = client.fetch_candles(pair, "1m", "spot", int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+            frame = frame_from_rows(rows, "spot")
+            frame = frame[frame.index < end]
+            location.arctic.replace_window("binance", "spot", candle_symbol(pair, "1m", "spot"), frame, start, end,
+                                           {"source": "simulator"})
+    finally:
+        client.close()
     return location.arctic
