@@ -47,8 +47,8 @@ def copy_database(source: Path, target: Path) -> None:
 
 
 def record(minutes: float, closed_per_pair: int) -> None:
-    from resources.local_bots import LocalBotServices
     from resources.bot_services import BotSpec
+    from resources.local_bots import LocalBotServices
     from tests.divergence_support import DATA, DELAY_RULE, PAIRS, PROBE, PROBE_CONFIG, PROBE_ID, write_probe
     from tests.fakes.client import FakeBinance
     from tradai_assets.deployments import DesiredState, bot_config
@@ -99,6 +99,127 @@ def record(minutes: float, closed_per_pair: int) -> None:
                 run["services"].stop(PROBE_ID)
             finally:
                 run["exchange"].stop()
+
+
+def measure(repeat: int = 3) -> int:
+    """Both figures, printed and appended to bench/RESULTS.md."""
+    import pandas as pd
+
+    from bench.backtest import MARKETS_FILE, btc_candles
+    from bench.backtest import PAIRS as TEN_PAIRS
+    from bench.common import best_of, report
+    from resources.arctic import ArcticStore
+    from resources.backtest_store import BacktestStore
+    from resources.bot_trades import BotTradeLog, LocalBotTrades
+    from resources.freqtrade_runner import FreqtradeRunner
+    from tests.divergence_support import DATA, PROBE, PROBE_CONFIG, write_probe
+    from tests.fakes.client import FakeBinance
+    from tradai_assets.backtests import plan_backtest
+    from tradai_assets.divergence import DivergenceSettings, build_report, replay_frame, report_metadata
+    from tradai_assets.market_data import content_hash, read_markets_file
+    from tradai_core.candles import candle_symbol
+    from tradai_core.strategy_config import load_base_config
+    from tradai_core.strategy_discovery import StrategySpec
+
+    root = Path(tempfile.mkdtemp(prefix="divergence-bench-"))
+    lines = []
+    try:
+        # 1. One bot-day of 10 pairs of 5m candles (30 days stored, the report of day 20) against a
+        #    backtest of that day. The bot's trades are the backtest's own (a bot that traded exactly
+        #    as the replay): the matching then has every trade to pair up.
+        store = ArcticStore(uri=f"lmdb://{root / 'arctic'}")
+        for i, pair in enumerate(TEN_PAIRS):
+            frame = btc_candles(i, 30 * 288)
+            store.replace_window("binance", "spot", candle_symbol(pair, "5m", "spot"), frame,
+                                 frame.index[0], frame.index[-1] + frame.index.freq, {})
+        snapshot = read_markets_file(MARKETS_FILE)
+        store.write_markets_snapshot("binance", "spot", snapshot, content_hash(snapshot), {})
+        strategies = root / "strategies"
+        strategies.mkdir()
+        shutil.copyfile(REPO / "strategies" / "SampleStrategy.py", strategies / "SampleStrategy.py")
+        spec = StrategySpec(name="SampleStrategy", file=strategies / "SampleStrategy.py")
+        config = {**load_base_config(), "exchange": {**load_base_config()["exchange"], "pair_whitelist": TEN_PAIRS},
+                  "stake_amount": 0.001, "max_open_trades": 10}
+        digest = content_hash(config)
+        backtest_store = BacktestStore(arctic=store)
+        backtest_store.write_config("SampleStrategy", config, digest)
+        day = pd.Timestamp(btc_candles(0, 1).index[0]) + pd.Timedelta(days=20)
+        runner = FreqtradeRunner()
+
+        def backtest():
+            plan = plan_backtest(store, "SampleStrategy", spec.file,
+                                 {**config, "timerange": f"{day:%Y%m%d}-{day + pd.Timedelta(days=1):%Y%m%d}"}, digest)
+            return runner.run(plan.request)
+
+        outcome = backtest()
+        bot_trades = replay_frame(outcome.trades)
+        log = BotTradeLog("samplestrategy", "bench", bot_trades, None)
+        deployment = {"config_hash": digest, "desired": {"mode": "dry_run", "stake_amount": 0.001, "pairs": TEN_PAIRS}}
+        settings = DivergenceSettings()
+
+        def divergence():
+            made = build_report(spec=spec, day=day, deployment=deployment, log=log, arctic=store,
+                                backtest_store=backtest_store, runner=runner, settings=settings)
+            report_metadata(made, settings)
+            return made
+
+        made = divergence()
+        times = {"backtest": [], "divergence": []}
+        for _ in range(repeat):  # interleaved: the machine's load hits both alike
+            times["backtest"].append(best_of(backtest, 1)[0])
+            times["divergence"].append(best_of(divergence, 1)[0])
+        ratio = min(times["divergence"]) / min(times["backtest"])
+        lines.append(
+            f"one bot-day, 10 pairs of 5m candles ({len(bot_trades)} trades, SampleStrategy, day {day:%Y-%m-%d} of 30 "
+            f"stored): divergence report / backtest of the same day = **{ratio:.2f}** (best of {repeat} each, "
+            f"interleaved; the report includes the matching, metadata table and overlay PNG); matched share "
+            f"{made.summary.matched_share:.0%}"
+        )
+        # 2. The recorded dry-run bot-days on the simulator (bench.divergence record), replayed.
+        fake = FakeBinance().start()
+        try:
+            from dagster import DagsterInstance
+
+            from tests.divergence_support import PROBE_ID, recording, sync_probe_candles
+
+            instance = DagsterInstance.ephemeral()
+            clean = recording("clean")
+            day = pd.Timestamp(clean["started"]).floor("D")
+            arctic = sync_probe_candles(root / "probe", fake, instance, f"{day:%Y-%m-%d}")
+            probe_store = BacktestStore(arctic=arctic)
+            probe_hash = content_hash(PROBE_CONFIG)
+            probe_store.write_config(PROBE, PROBE_CONFIG, probe_hash)
+            probe = StrategySpec(name=PROBE, file=write_probe(root / "probe" / "strategies"))
+            for label in ("clean", "delayed"):
+                recorded = recording(label)
+                home = root / label
+                (home / "bots" / PROBE_ID).mkdir(parents=True)
+                shutil.copyfile(DATA / f"{label}.sqlite", home / "bots" / PROBE_ID / "trades.sqlite")
+                made = build_report(
+                    spec=probe, day=day, log=LocalBotTrades(home=str(home)).read(PROBE_ID), arctic=arctic,
+                    deployment={"config_hash": probe_hash, "desired": {"mode": "dry_run", "stake_amount": 0.01,
+                                                                       "pairs": list(PROBE_CONFIG["exchange"]["pair_whitelist"])}},
+                    backtest_store=probe_store, runner=runner,
+                    stopped_at=datetime.fromisoformat(recorded["stopped"]), settings=settings,
+                )
+                summary = made.summary
+                lines.append(
+                    f"simulator, {label} ({recorded['started'][:16]} to {recorded['stopped'][11:16]} UTC, probe strategy "
+                    f"on 1m candles, 2 pairs): {summary.bot_trades} bot trades, {summary.replay_trades} replay trades, "
+                    f"matched share **{summary.matched_share:.0%}**, entry and exit on the same candle "
+                    f"**{summary.aligned_share:.0%}**; named: {'; '.join(made.divergent) or 'none'}"
+                )
+        finally:
+            fake.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    text = report("Divergence reports", "python -m bench.divergence measure", lines + [
+        "the machine is shared with other work and its load varies (2-3x between runs): read the ratio, not times",
+    ])
+    print(text)
+    with open(REPO / "bench" / "RESULTS.md", "a") as results:
+        results.write("\n" + text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
