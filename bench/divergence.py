@@ -40,8 +40,10 @@ def closed_trades(database: Path) -> dict[str, int]:
 def copy_database(source: Path, target: Path) -> None:
     """A self-contained copy (SQLite's backup: what the bot's write-ahead log still holds included)."""
     target.unlink(missing_ok=True)
-    with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)) as src, \
-            closing(sqlite3.connect(target)) as dst:
+    with (
+        closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)) as src,
+        closing(sqlite3.connect(target)) as dst,
+    ):
         src.backup(dst)
         dst.execute("PRAGMA journal_mode=DELETE")
 
@@ -63,18 +65,33 @@ def record(minutes: float, closed_per_pair: int) -> None:
             if label == "delayed":
                 exchange.add_rule(**DELAY_RULE)
             services = LocalBotServices(
-                home=str(root / label), strategies_dir=str(strategies), exchange_url=exchange.url,
-                arctic_uri=f"lmdb://{root / label / 'arctic'}", heartbeat_seconds=5, stop_timeout_seconds=30,
+                home=str(root / label),
+                strategies_dir=str(strategies),
+                exchange_url=exchange.url,
+                arctic_uri=f"lmdb://{root / label / 'arctic'}",
+                heartbeat_seconds=5,
+                stop_timeout_seconds=30,
             )
             desired = DesiredState(mode="dry_run", stake_amount=0.01, pairs=tuple(PAIRS))
             config_path = services.write_config(PROBE_ID, bot_config(PROBE_CONFIG, PROBE, desired))
             started = datetime.now(UTC)
-            services.reconcile(BotSpec(strategy=PROBE, strategy_id=PROBE_ID, mode="dry_run", image="local",
-                                       config_path=config_path, stake_amount=0.01, pairs=tuple(PAIRS)))
+            services.reconcile(
+                BotSpec(
+                    strategy=PROBE,
+                    strategy_id=PROBE_ID,
+                    mode="dry_run",
+                    image="local",
+                    config_path=config_path,
+                    stake_amount=0.01,
+                    pairs=tuple(PAIRS),
+                )
+            )
             runs[label] = {"exchange": exchange, "services": services, "started": started}
         deadline = time.monotonic() + minutes * 60
         while time.monotonic() < deadline:
-            counts = {label: closed_trades(run["services"].bot_dir(PROBE_ID) / "trades.sqlite") for label, run in runs.items()}
+            counts = {
+                label: closed_trades(run["services"].bot_dir(PROBE_ID) / "trades.sqlite") for label, run in runs.items()
+            }
             print(datetime.now(UTC).isoformat(timespec="seconds"), counts, flush=True)
             if all(all(c.get(p, 0) >= closed_per_pair for p in PAIRS) for c in counts.values()):
                 break
@@ -86,11 +103,17 @@ def record(minutes: float, closed_per_pair: int) -> None:
             stopped = datetime.now(UTC)
             bot_dir = services.bot_dir(PROBE_ID)
             copy_database(bot_dir / "trades.sqlite", DATA / f"{label}.sqlite")
-            (DATA / f"{label}.json").write_text(json.dumps({
-                "started": run["started"].isoformat(), "stopped": stopped.isoformat(),
-                "fault": DELAY_RULE if label == "delayed" else None,
-                "exchange_stats": run["exchange"].stats().get("injected"),
-            }, indent=1))
+            (DATA / f"{label}.json").write_text(
+                json.dumps(
+                    {
+                        "started": run["started"].isoformat(),
+                        "stopped": stopped.isoformat(),
+                        "fault": DELAY_RULE if label == "delayed" else None,
+                        "exchange_stats": run["exchange"].stats().get("injected"),
+                    },
+                    indent=1,
+                )
+            )
             shutil.copyfile(bot_dir / "freqtrade.log", root / f"{label}-freqtrade.log")
             print(label, "closed trades:", closed_trades(DATA / f"{label}.sqlite"), "logs in", root)
     finally:
@@ -130,16 +153,27 @@ def measure(repeat: int = 3) -> int:
         store = ArcticStore(uri=f"lmdb://{root / 'arctic'}")
         for i, pair in enumerate(TEN_PAIRS):
             frame = btc_candles(i, 30 * 288)
-            store.replace_window("binance", "spot", candle_symbol(pair, "5m", "spot"), frame,
-                                 frame.index[0], frame.index[-1] + frame.index.freq, {})
+            store.replace_window(
+                "binance",
+                "spot",
+                candle_symbol(pair, "5m", "spot"),
+                frame,
+                frame.index[0],
+                frame.index[-1] + frame.index.freq,
+                {},
+            )
         snapshot = read_markets_file(MARKETS_FILE)
         store.write_markets_snapshot("binance", "spot", snapshot, content_hash(snapshot), {})
         strategies = root / "strategies"
         strategies.mkdir()
         shutil.copyfile(REPO / "strategies" / "SampleStrategy.py", strategies / "SampleStrategy.py")
         spec = StrategySpec(name="SampleStrategy", file=strategies / "SampleStrategy.py")
-        config = {**load_base_config(), "exchange": {**load_base_config()["exchange"], "pair_whitelist": TEN_PAIRS},
-                  "stake_amount": 0.001, "max_open_trades": 10}
+        config = {
+            **load_base_config(),
+            "exchange": {**load_base_config()["exchange"], "pair_whitelist": TEN_PAIRS},
+            "stake_amount": 0.001,
+            "max_open_trades": 10,
+        }
         digest = content_hash(config)
         backtest_store = BacktestStore(arctic=store)
         backtest_store.write_config("SampleStrategy", config, digest)
@@ -147,8 +181,13 @@ def measure(repeat: int = 3) -> int:
         runner = FreqtradeRunner()
 
         def backtest():
-            plan = plan_backtest(store, "SampleStrategy", spec.file,
-                                 {**config, "timerange": f"{day:%Y%m%d}-{day + pd.Timedelta(days=1):%Y%m%d}"}, digest)
+            plan = plan_backtest(
+                store,
+                "SampleStrategy",
+                spec.file,
+                {**config, "timerange": f"{day:%Y%m%d}-{day + pd.Timedelta(days=1):%Y%m%d}"},
+                digest,
+            )
             return runner.run(plan.request)
 
         outcome = backtest()
@@ -158,8 +197,16 @@ def measure(repeat: int = 3) -> int:
         settings = DivergenceSettings()
 
         def divergence():
-            made = build_report(spec=spec, day=day, deployment=deployment, log=log, arctic=store,
-                                backtest_store=backtest_store, runner=runner, settings=settings)
+            made = build_report(
+                spec=spec,
+                day=day,
+                deployment=deployment,
+                log=log,
+                arctic=store,
+                backtest_store=backtest_store,
+                runner=runner,
+                settings=settings,
+            )
             report_metadata(made, settings)
             return made
 
@@ -196,11 +243,22 @@ def measure(repeat: int = 3) -> int:
                 (home / "bots" / PROBE_ID).mkdir(parents=True)
                 shutil.copyfile(DATA / f"{label}.sqlite", home / "bots" / PROBE_ID / "trades.sqlite")
                 made = build_report(
-                    spec=probe, day=day, log=LocalBotTrades(home=str(home)).read(PROBE_ID), arctic=arctic,
-                    deployment={"config_hash": probe_hash, "desired": {"mode": "dry_run", "stake_amount": 0.01,
-                                                                       "pairs": list(PROBE_CONFIG["exchange"]["pair_whitelist"])}},
-                    backtest_store=probe_store, runner=runner,
-                    stopped_at=datetime.fromisoformat(recorded["stopped"]), settings=settings,
+                    spec=probe,
+                    day=day,
+                    log=LocalBotTrades(home=str(home)).read(PROBE_ID),
+                    arctic=arctic,
+                    deployment={
+                        "config_hash": probe_hash,
+                        "desired": {
+                            "mode": "dry_run",
+                            "stake_amount": 0.01,
+                            "pairs": list(PROBE_CONFIG["exchange"]["pair_whitelist"]),
+                        },
+                    },
+                    backtest_store=probe_store,
+                    runner=runner,
+                    stopped_at=datetime.fromisoformat(recorded["stopped"]),
+                    settings=settings,
                 )
                 summary = made.summary
                 lines.append(
@@ -213,9 +271,14 @@ def measure(repeat: int = 3) -> int:
             fake.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    text = report("Divergence reports", "python -m bench.divergence measure", lines + [
-        "the machine is shared with other work and its load varies (2-3x between runs): read the ratio, not times",
-    ])
+    text = report(
+        "Divergence reports",
+        "python -m bench.divergence measure",
+        lines
+        + [
+            "the machine is shared with other work and its load varies (2-3x between runs): read the ratio, not times",
+        ],
+    )
     print(text)
     with open(REPO / "bench" / "RESULTS.md", "a") as results:
         results.write("\n" + text)

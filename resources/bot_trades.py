@@ -62,9 +62,23 @@ SELECT t.id, t.pair, t.is_short, t.is_open, t.open_date, t.close_date, t.open_ra
 FROM trades t ORDER BY t.id
 """
 _EXPORT_COLUMNS = (
-    "id", "pair", "is_short", "is_open", "open_date", "close_date", "open_rate", "close_rate", "amount",
-    "stake_amount", "fee_open_cost", "fee_close_cost", "close_profit_abs", "realized_profit", "exit_reason",
-    "entry_filled", "exit_filled",
+    "id",
+    "pair",
+    "is_short",
+    "is_open",
+    "open_date",
+    "close_date",
+    "open_rate",
+    "close_rate",
+    "amount",
+    "stake_amount",
+    "fee_open_cost",
+    "fee_close_cost",
+    "close_profit_abs",
+    "realized_profit",
+    "exit_reason",
+    "entry_filled",
+    "exit_filled",
 )
 
 
@@ -118,16 +132,24 @@ def trade_log(strategy_id: str, source: str, payload: dict[str, Any]) -> BotTrad
     for t in payload["trades"]:
         is_open = bool(t["is_open"])
         fee_cost = (t.get("fee_open_cost") or 0.0) + (t.get("fee_close_cost") or 0.0)
-        rows.append({
-            "trade_id": int(t["id"]), "pair": t["pair"], "is_short": bool(t["is_short"]),
-            # An entry not filled yet has no entry time: the trade waits for its order.
-            "entry_time": _utc(t["entry_filled"]),
-            "exit_time": pd.NaT if is_open else _utc(t["exit_filled"] or t["close_date"]),
-            "open_rate": float(t["open_rate"]), "close_rate": float(t["close_rate"] or float("nan")),
-            "amount": float(t["amount"]), "fee_cost": float(fee_cost),
-            "profit_abs": float((t["close_profit_abs"] if not is_open else t["realized_profit"]) or 0.0),
-            "is_open": is_open, "exit_reason": t.get("exit_reason"), "stake_amount": float(t["stake_amount"]),
-        })
+        rows.append(
+            {
+                "trade_id": int(t["id"]),
+                "pair": t["pair"],
+                "is_short": bool(t["is_short"]),
+                # An entry not filled yet has no entry time: the trade waits for its order.
+                "entry_time": _utc(t["entry_filled"]),
+                "exit_time": pd.NaT if is_open else _utc(t["exit_filled"] or t["close_date"]),
+                "open_rate": float(t["open_rate"]),
+                "close_rate": float(t["close_rate"] or float("nan")),
+                "amount": float(t["amount"]),
+                "fee_cost": float(fee_cost),
+                "profit_abs": float((t["close_profit_abs"] if not is_open else t["realized_profit"]) or 0.0),
+                "is_open": is_open,
+                "exit_reason": t.get("exit_reason"),
+                "stake_amount": float(t["stake_amount"]),
+            }
+        )
     columns = [*TRADE_COLUMNS, "exit_reason", "stake_amount"]
     trades = pd.DataFrame(rows, columns=columns)
     for column in ("entry_time", "exit_time"):
@@ -136,7 +158,9 @@ def trade_log(strategy_id: str, source: str, payload: dict[str, Any]) -> BotTrad
     start = payload.get("bot_start_time")
     exported = payload.get("exported_at")
     return BotTradeLog(
-        strategy_id, source, trades,
+        strategy_id,
+        source,
+        trades,
         _utc(start).to_pydatetime() if start else None,
         _utc(exported).to_pydatetime() if exported else None,
     )
@@ -161,8 +185,10 @@ class LocalBotTrades(BotTrades):
     timeout_seconds: float = Field(default=5.0, gt=0, description="How long a read waits for a bot's write lock.")
 
     def database(self, strategy_id: str) -> Path:
-        home = self.home or os.environ.get(aws_contract.EnvVar.TRADAI_HOME) or str(
-            Path(__file__).resolve().parent.parent / ".tradai"
+        home = (
+            self.home
+            or os.environ.get(aws_contract.EnvVar.TRADAI_HOME)
+            or str(Path(__file__).resolve().parent.parent / ".tradai")
         )
         return Path(home).resolve() / "bots" / strategy_id / "trades.sqlite"
 
@@ -182,7 +208,9 @@ class S3BotTrades(BotTrades):
     """The exports ECS bots upload to the stack's configs bucket."""
 
     stack: str = Field(description="dev, staging or prod: names the configs bucket.")
-    bucket: str | None = Field(default=None, description="The bucket the bots upload to; the stack's configs bucket when None.")
+    bucket: str | None = Field(
+        default=None, description="The bucket the bots upload to; the stack's configs bucket when None."
+    )
     region: str | None = Field(default=None, description="AWS region; AWS_REGION when None.")
     endpoint_url: str | None = Field(default=None, description="AWS endpoint (a local stand-in), else boto3's.")
 
@@ -193,7 +221,8 @@ class S3BotTrades(BotTrades):
             import boto3
 
             self._client = boto3.client(
-                "s3", region_name=self.region or os.environ.get(aws_contract.EnvVar.AWS_REGION),
+                "s3",
+                region_name=self.region or os.environ.get(aws_contract.EnvVar.AWS_REGION),
                 endpoint_url=self.endpoint_url,
             )
         return self._client
@@ -233,6 +262,7 @@ def upload_trades(database: Path, config_path: str, strategy_id: str, client: An
         import boto3
 
         client = boto3.client("s3")
-    client.put_object(Bucket=bucket, Key=trades_key(strategy_id), Body=export_trades(database),
-                      ContentType="application/json")
+    client.put_object(
+        Bucket=bucket, Key=trades_key(strategy_id), Body=export_trades(database), ContentType="application/json"
+    )
     return f"s3://{bucket}/{trades_key(strategy_id)}"

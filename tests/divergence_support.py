@@ -14,7 +14,7 @@ PAIRS = ["ETH/BTC", "LTC/BTC"]
 DELAYED_PAIR = "LTC/BTC"  # the pair whose first entry the simulator fills late
 # Entry signals on even minutes, exit signals on odd ones: a trade enters on candle m+1 after the
 # signal candle m and exits one candle later, so the bot trades every two minutes.
-PROBE_STRATEGY = '''
+PROBE_STRATEGY = """
 from freqtrade.strategy import IStrategy
 
 
@@ -39,14 +39,23 @@ class DivergenceProbe(IStrategy):
     def custom_entry_price(self, pair, trade, current_time, proposed_rate, entry_tag, side, **kwargs):
         # A limit a little above the ask: filled at once unless the book moves away (the planted fault).
         return proposed_rate * 1.003
-'''
+"""
 # The probe's stored config (what strategies/<Name>/config would hold); the deployment adds its settings.
 PROBE_CONFIG: dict[str, Any] = {
     "exchange": {"name": "binance", "key": "", "secret": "", "pair_whitelist": PAIRS},
-    "stake_currency": "BTC", "stake_amount": 0.01, "dry_run_wallet": 1, "max_open_trades": 2,
-    "timeframe": "1m", "pairlists": [{"method": "StaticPairList"}],
-    "entry_pricing": {"price_side": "other", "use_order_book": False, "order_book_top": 1,
-                      "price_last_balance": 0.0, "check_depth_of_market": {"enabled": False, "bids_to_ask_delta": 1}},
+    "stake_currency": "BTC",
+    "stake_amount": 0.01,
+    "dry_run_wallet": 1,
+    "max_open_trades": 2,
+    "timeframe": "1m",
+    "pairlists": [{"method": "StaticPairList"}],
+    "entry_pricing": {
+        "price_side": "other",
+        "use_order_book": False,
+        "order_book_top": 1,
+        "price_last_balance": 0.0,
+        "check_depth_of_market": {"enabled": False, "bids_to_ask_delta": 1},
+    },
     "exit_pricing": {"price_side": "other", "use_order_book": False, "order_book_top": 1},
     "unfilledtimeout": {"entry": 10, "exit": 10, "unit": "minutes"},
     "internals": {"process_throttle_secs": 1, "heartbeat_interval": 60},
@@ -83,15 +92,25 @@ def record_deployment(instance, name: str, config_hash: str, at: float) -> None:
 
     from tradai_core.keys import deployment_key
 
-    materialization = dg.AssetMaterialization(asset_key=deployment_key(name), metadata={
-        "mode": "dry_run", "strategy_id": PROBE_ID, "config_hash": config_hash,
-        "desired": dg.MetadataValue.json({"mode": "dry_run", "exchange_secret": None, "stake_amount": 0.01,
-                                          "pairs": PAIRS}),
-    })
+    materialization = dg.AssetMaterialization(
+        asset_key=deployment_key(name),
+        metadata={
+            "mode": "dry_run",
+            "strategy_id": PROBE_ID,
+            "config_hash": config_hash,
+            "desired": dg.MetadataValue.json(
+                {"mode": "dry_run", "exchange_secret": None, "stake_amount": 0.01, "pairs": PAIRS}
+            ),
+        },
+    )
     instance.report_dagster_event(
-        DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name=RUNLESS_JOB_NAME,
-                     event_specific_data=StepMaterializationData(materialization)),
-        run_id=RUNLESS_RUN_ID, timestamp=at,
+        DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name=RUNLESS_JOB_NAME,
+            event_specific_data=StepMaterializationData(materialization),
+        ),
+        run_id=RUNLESS_RUN_ID,
+        timestamp=at,
     )
 
 
@@ -105,8 +124,14 @@ def sync_probe_candles(tmp: Path, fake, instance, day: str):
     from tests.market_data_support import MarketDataLocation, NoWaitExchange, write_universe
     from tradai_core.candles import candle_symbol, frame_from_rows
 
-    entry = {"exchange": "binance", "market_type": "spot", "pairs": PAIRS, "timeframes": ["1m"],
-             "start": day, "archive_url": None}
+    entry = {
+        "exchange": "binance",
+        "market_type": "spot",
+        "pairs": PAIRS,
+        "timeframes": ["1m"],
+        "start": day,
+        "archive_url": None,
+    }
     universe = write_universe(tmp / "universe.yaml", [entry])
     exchange = NoWaitExchange(ccxt_config={"binance": {"urls": fake.ccxt_config()["urls"], "timeout": 10000}})
     location = MarketDataLocation(universe, ArcticStore(uri=f"lmdb://{tmp / 'arctic'}"), exchange)
@@ -120,8 +145,9 @@ def sync_probe_candles(tmp: Path, fake, instance, day: str):
             rows = client.fetch_candles(pair, "1m", "spot", int(start.timestamp() * 1000), int(end.timestamp() * 1000))
             frame = frame_from_rows(rows, "spot")
             frame = frame[frame.index < end]
-            location.arctic.replace_window("binance", "spot", candle_symbol(pair, "1m", "spot"), frame, start, end,
-                                           {"source": "simulator"})
+            location.arctic.replace_window(
+                "binance", "spot", candle_symbol(pair, "1m", "spot"), frame, start, end, {"source": "simulator"}
+            )
     finally:
         client.close()
     return location.arctic

@@ -73,20 +73,31 @@ class World:
         bot_dir = home / "bots" / PROBE_ID
         bot_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(recorded["database"], bot_dir / "trades.sqlite")
-        SqliteTradingState(path=str(home / "bots" / "state.db")).put(Heartbeat(
-            strategy_id=PROBE_ID, status="stopped", last_heartbeat=datetime.fromisoformat(recorded["stopped"]),
-            open_trades=0, profit=0.0,
-        ))
+        SqliteTradingState(path=str(home / "bots" / "state.db")).put(
+            Heartbeat(
+                strategy_id=PROBE_ID,
+                status="stopped",
+                last_heartbeat=datetime.fromisoformat(recorded["stopped"]),
+                open_trades=0,
+                profit=0.0,
+            )
+        )
         return home
 
     def report(self, home: Path, partition: str = DAY, arctic=None) -> dg.ExecuteInProcessResult:
         arctic = arctic or self.arctic
         return dg.materialize(
-            [self.asset], instance=self.instance, partition_key=partition, raise_on_error=False,
+            [self.asset],
+            instance=self.instance,
+            partition_key=partition,
+            raise_on_error=False,
             resources={
-                "arctic": arctic, "backtest_store": BacktestStore(arctic=arctic), "freqtrade_runner": FreqtradeRunner(),
+                "arctic": arctic,
+                "backtest_store": BacktestStore(arctic=arctic),
+                "freqtrade_runner": FreqtradeRunner(),
                 "bot_trades": LocalBotTrades(home=str(home), timeout_seconds=0.5),
-                "trading_state": SqliteTradingState(path=str(home / "bots" / "state.db")), "notifier": Notifier(),
+                "trading_state": SqliteTradingState(path=str(home / "bots" / "state.db")),
+                "notifier": Notifier(),
             },
         )
 
@@ -162,7 +173,9 @@ def test_a_delayed_fill_is_named_and_fails_the_check_above_its_threshold(world: 
     evaluation = check_of(result)
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert "17% of 6 trade(s) not aligned" in evaluation.description
-    assert any("diverges from its backtest" in r.getMessage() and DELAYED_PAIR in r.getMessage() for r in caplog.records)
+    assert any(
+        "diverges from its backtest" in r.getMessage() and DELAYED_PAIR in r.getMessage() for r in caplog.records
+    )
 
 
 def test_a_day_without_bot_trades_reports_so_without_a_replay(world: World):
@@ -200,7 +213,9 @@ def test_a_replay_day_outside_the_stored_candles_fails_naming_the_span(world: Wo
         symbol = candle_symbol(pair, "1m", "spot")
         frame = world.arctic.read_candles("binance", "spot", symbol)
         shifted = frame.set_axis(frame.index - pd.Timedelta(days=2))
-        earlier.replace_window("binance", "spot", symbol, shifted, shifted.index[0], shifted.index[-1] + pd.Timedelta(minutes=1), {})
+        earlier.replace_window(
+            "binance", "spot", symbol, shifted, shifted.index[0], shifted.index[-1] + pd.Timedelta(minutes=1), {}
+        )
     home = world.bot_home("clean", CLEAN)
 
     message = failure(world.report(home, arctic=earlier))
@@ -262,8 +277,19 @@ def test_an_ecs_bots_uploaded_export_reads_as_its_database(aws_env, tmp_path: Pa
 
 
 def trades(*rows: tuple) -> pd.DataFrame:
-    columns = ["trade_id", "pair", "is_short", "entry_time", "exit_time", "open_rate", "close_rate", "amount",
-               "fee_cost", "profit_abs", "is_open"]
+    columns = [
+        "trade_id",
+        "pair",
+        "is_short",
+        "entry_time",
+        "exit_time",
+        "open_rate",
+        "close_rate",
+        "amount",
+        "fee_cost",
+        "profit_abs",
+        "is_open",
+    ]
     return pd.DataFrame([dict(zip(columns, r, strict=True)) for r in rows], columns=columns)
 
 
@@ -273,10 +299,14 @@ def at(minute: int) -> pd.Timestamp:
 
 def test_matching_respects_the_tolerance_and_reports_one_sided_trades():
     step = pd.Timedelta(minutes=1)
-    bot = trades((1, "A", False, at(2), at(4), 101.0, 99.0, 1.0, 0.2, -2.2, False),
-                 (2, "B", False, at(10), pd.NaT, 50.0, float("nan"), 1.0, 0.1, 0.0, True))
-    replay = trades((0, "A", False, at(1), at(4), 100.0, 100.0, 1.0, 0.2, -0.2, False),
-                    (1, "B", False, at(14), at(15), 50.0, 51.0, 1.0, 0.1, 0.9, False))
+    bot = trades(
+        (1, "A", False, at(2), at(4), 101.0, 99.0, 1.0, 0.2, -2.2, False),
+        (2, "B", False, at(10), pd.NaT, 50.0, float("nan"), 1.0, 0.1, 0.0, True),
+    )
+    replay = trades(
+        (0, "A", False, at(1), at(4), 100.0, 100.0, 1.0, 0.2, -0.2, False),
+        (1, "B", False, at(14), at(15), 50.0, 51.0, 1.0, 0.1, 0.9, False),
+    )
 
     strict = summarise(match_trades(bot, replay, step, tolerance_candles=0))
     loose = match_trades(bot, replay, step, tolerance_candles=1)
@@ -291,17 +321,35 @@ def test_matching_respects_the_tolerance_and_reports_one_sided_trades():
 
 def test_a_trade_frame_without_its_columns_is_refused_by_name():
     with pytest.raises(TradeFrameError, match="replay trades lack column.s. entry_time, exit_time"):
-        match_trades(trades(), pd.DataFrame(columns=["trade_id", "pair", "is_short", "open_rate", "close_rate",
-                                                     "amount", "fee_cost", "profit_abs", "is_open"]),
-                     pd.Timedelta(minutes=1))
+        match_trades(
+            trades(),
+            pd.DataFrame(
+                columns=[
+                    "trade_id",
+                    "pair",
+                    "is_short",
+                    "open_rate",
+                    "close_rate",
+                    "amount",
+                    "fee_cost",
+                    "profit_abs",
+                    "is_open",
+                ]
+            ),
+            pd.Timedelta(minutes=1),
+        )
 
 
 def test_thresholds_out_of_order_are_refused_naming_the_file(tmp_path: Path):
     path = tmp_path / "deployments.yaml"
     path.write_text(yaml.safe_dump({"divergence": {"warn_above": 0.5, "fail_above": 0.2}}))
-    with pytest.raises(DivergenceError, match=f"{path}: divergence settings: need 0 <= warn_above .0.5. <= fail_above .0.2."):
+    with pytest.raises(
+        DivergenceError, match=f"{path}: divergence settings: need 0 <= warn_above .0.5. <= fail_above .0.2."
+    ):
         load_settings(path)
     path.write_text(yaml.safe_dump({"divergence": {"warn_abov": 0.5}}))
-    with pytest.raises(DivergenceError, match="divergence must be a mapping of fail_above, tolerance_candles, warn_above"):
+    with pytest.raises(
+        DivergenceError, match="divergence must be a mapping of fail_above, tolerance_candles, warn_above"
+    ):
         load_settings(path)
     assert divergence_key(PROBE).to_user_string() == f"strategies/{PROBE}/divergence"

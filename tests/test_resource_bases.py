@@ -72,5 +72,5 @@ def test_the_deployment_and_kill_switch_run_on_local_bots(tmp_path, no_deploymen
     _run_on(LocalBotServices(home=str(tmp_path / "home")), tmp_path)
 
 
-def test_the_deployment_and_kill_switch_run_on_ecs_services(tmp_path, no_deployments_file, aws_env, network):  # noqa: F811
+def test_the_deployment_and_kill_switch_run_on_ecs_services(tmp_path, no_deployments_file, aws_env, network):
     _run_on(ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env)), tmp_path)

@@ -18,10 +18,8 @@ entered or exited on another candle): a warning above ``warn_above``, a failure 
 notifier.
 """
 
-
 import base64
 import io
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ from resources.arctic import ArcticStore
 from resources.backtest_store import BacktestStore
 from resources.bot_trades import BotTradeLog, BotTrades, BotTradesError
 from resources.freqtrade_runner import BacktestError, FreqtradeRunner, import_strategy_file
+from resources.model_registry import ModelRegistry
 from resources.notifier import Notifier
 from resources.trading_state import TradingState
 from tradai_assets.backtests import BacktestInputError, plan_backtest, plotted_points
@@ -76,8 +75,14 @@ class DivergenceSettings:
             raise DivergenceError(
                 f"divergence settings: need 0 <= warn_above ({self.warn_above}) <= fail_above ({self.fail_above}) <= 1"
             )
-        if isinstance(self.tolerance_candles, bool) or not isinstance(self.tolerance_candles, int) or self.tolerance_candles < 0:
-            raise DivergenceError(f"divergence settings: tolerance_candles {self.tolerance_candles!r} must be an integer >= 0")
+        if (
+            isinstance(self.tolerance_candles, bool)
+            or not isinstance(self.tolerance_candles, int)
+            or self.tolerance_candles < 0
+        ):
+            raise DivergenceError(
+                f"divergence settings: tolerance_candles {self.tolerance_candles!r} must be an integer >= 0"
+            )
 
 
 def load_settings(path: Path | None = None) -> DivergenceSettings:
@@ -113,8 +118,10 @@ class DivergenceReport:
 
     def verdict(self, settings: DivergenceSettings) -> tuple[str, str]:
         share = self.summary.divergent_share
-        text = (f"{share:.0%} of {self.summary.trades} trade(s) not aligned with the replay "
-                f"(warn above {settings.warn_above:.0%}, fail above {settings.fail_above:.0%})")
+        text = (
+            f"{share:.0%} of {self.summary.trades} trade(s) not aligned with the replay "
+            f"(warn above {settings.warn_above:.0%}, fail above {settings.fail_above:.0%})"
+        )
         if self.reason:
             return "ok", self.reason
         if share > settings.fail_above:
@@ -143,20 +150,40 @@ def deployment_on(instance: dg.DagsterInstance, name: str, day_end: pd.Timestamp
 def replay_frame(trades: pd.DataFrame) -> pd.DataFrame:
     """Freqtrade's backtest trades in the matching's columns; trades force-closed at the end are open."""
     if trades.empty:
-        return pd.DataFrame(columns=["trade_id", "pair", "is_short", "entry_time", "exit_time", "open_rate",
-                                     "close_rate", "amount", "fee_cost", "profit_abs", "is_open"])
+        return pd.DataFrame(
+            columns=[
+                "trade_id",
+                "pair",
+                "is_short",
+                "entry_time",
+                "exit_time",
+                "open_rate",
+                "close_rate",
+                "amount",
+                "fee_cost",
+                "profit_abs",
+                "is_open",
+            ]
+        )
     is_open = trades["is_open"].astype(bool) if "is_open" in trades else trades["exit_reason"].eq("force_exit")
     fee_cost = trades["fee_open"] * trades["open_rate"] * trades["amount"] + (
         trades["fee_close"] * trades["close_rate"] * trades["amount"]
     )
-    return pd.DataFrame({
-        "trade_id": range(len(trades)), "pair": trades["pair"], "is_short": trades["is_short"].astype(bool),
-        "entry_time": pd.to_datetime(trades["open_date"], utc=True),
-        "exit_time": pd.to_datetime(trades["close_date"], utc=True).where(~is_open),
-        "open_rate": trades["open_rate"].astype(float), "close_rate": trades["close_rate"].astype(float),
-        "amount": trades["amount"].astype(float), "fee_cost": fee_cost.astype(float),
-        "profit_abs": trades["profit_abs"].astype(float), "is_open": is_open,
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "trade_id": range(len(trades)),
+            "pair": trades["pair"],
+            "is_short": trades["is_short"].astype(bool),
+            "entry_time": pd.to_datetime(trades["open_date"], utc=True),
+            "exit_time": pd.to_datetime(trades["close_date"], utc=True).where(~is_open),
+            "open_rate": trades["open_rate"].astype(float),
+            "close_rate": trades["close_rate"].astype(float),
+            "amount": trades["amount"].astype(float),
+            "fee_cost": fee_cost.astype(float),
+            "profit_abs": trades["profit_abs"].astype(float),
+            "is_open": is_open,
+        }
+    ).reset_index(drop=True)
 
 
 def _in_day(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -187,19 +214,31 @@ def build_report(
     if bot.empty:
         empty = match_trades(bot, bot, pd.Timedelta(minutes=1))
         return DivergenceReport(
-            name, day, None, empty, summarise(empty),
+            name,
+            day,
+            None,
+            empty,
+            summarise(empty),
             reason=f"the bot {log.strategy_id} made no trades on {day:%Y-%m-%d} ({log.source}); nothing to replay",
-            bot_source=log.source, config_hash=config_hash, model_version=model_version,
+            bot_source=log.source,
+            config_hash=config_hash,
+            model_version=model_version,
         )
     try:
         stored = backtest_store.config(name, config_hash)
     except KeyError as exc:
         raise DivergenceError(f"the deployed config of {name}: {exc.args[0]}") from exc
     desired = deployment.get("desired") or {}
-    config = bot_config(stored, name, DesiredState(
-        mode=desired.get("mode", "dry_run"), exchange_secret=desired.get("exchange_secret"),
-        stake_amount=desired.get("stake_amount", "unlimited"), pairs=tuple(desired.get("pairs") or ()),
-    ))
+    config = bot_config(
+        stored,
+        name,
+        DesiredState(
+            mode=desired.get("mode", "dry_run"),
+            exchange_secret=desired.get("exchange_secret"),
+            stake_amount=desired.get("stake_amount", "unlimited"),
+            pairs=tuple(desired.get("pairs") or ()),
+        ),
+    )
     config["timerange"] = f"{day:%Y%m%d}-{day_end:%Y%m%d}"
     model = None
     if spec.is_model:
@@ -227,7 +266,9 @@ def build_report(
     startup = int(getattr(import_strategy_file(spec.file, name), "startup_candle_count", 0) or 0)
     keep_from = start - (startup + 2) * step
     # Only the window and its startup candles: the engine's cost follows the candles it is handed.
-    candles = {key: frame[(frame.index >= keep_from) & (frame.index < end)] for key, frame in plan.request.candles.items()}
+    candles = {
+        key: frame[(frame.index >= keep_from) & (frame.index < end)] for key, frame in plan.request.candles.items()
+    }
     plan.request.candles = candles
     plan.request.config = {**plan.request.config, "timerange": f"{int(start.timestamp())}-{int(end.timestamp())}"}
     try:
@@ -237,8 +278,16 @@ def build_report(
     replay = _in_day(replay_frame(outcome.trades), day, day_end)
     matched = match_trades(bot, replay, step, settings.tolerance_candles)
     return DivergenceReport(
-        name, day, (start, end), matched, summarise(matched), bot_source=log.source, config_hash=config_hash,
-        model_version=model_version, replay_trades=replay, divergent=divergent_trades(matched),
+        name,
+        day,
+        (start, end),
+        matched,
+        summarise(matched),
+        bot_source=log.source,
+        config_hash=config_hash,
+        model_version=model_version,
+        replay_trades=replay,
+        divergent=divergent_trades(matched),
     )
 
 
@@ -286,15 +335,24 @@ def _cell(value: Any) -> Any:
     return value
 
 
-TABLE_SCHEMA = dg.TableSchema(columns=[
-    dg.TableColumn("status", "string"), dg.TableColumn("pair", "string"),
-    dg.TableColumn("bot_trade_id", "int"), dg.TableColumn("bot_entry", "string"),
-    dg.TableColumn("replay_entry", "string"), dg.TableColumn("entry_diff_candles", "float"),
-    dg.TableColumn("bot_exit", "string"), dg.TableColumn("replay_exit", "string"),
-    dg.TableColumn("exit_diff_candles", "float"), dg.TableColumn("entry_slippage_bps", "float"),
-    dg.TableColumn("exit_slippage_bps", "float"), dg.TableColumn("fee_diff", "float"),
-    dg.TableColumn("profit_gap", "float"), dg.TableColumn("aligned", "bool"),
-])
+TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("status", "string"),
+        dg.TableColumn("pair", "string"),
+        dg.TableColumn("bot_trade_id", "int"),
+        dg.TableColumn("bot_entry", "string"),
+        dg.TableColumn("replay_entry", "string"),
+        dg.TableColumn("entry_diff_candles", "float"),
+        dg.TableColumn("bot_exit", "string"),
+        dg.TableColumn("replay_exit", "string"),
+        dg.TableColumn("exit_diff_candles", "float"),
+        dg.TableColumn("entry_slippage_bps", "float"),
+        dg.TableColumn("exit_slippage_bps", "float"),
+        dg.TableColumn("fee_diff", "float"),
+        dg.TableColumn("profit_gap", "float"),
+        dg.TableColumn("aligned", "bool"),
+    ]
+)
 
 
 def report_metadata(report: DivergenceReport, settings: DivergenceSettings) -> dict[str, Any]:
@@ -311,8 +369,10 @@ def report_metadata(report: DivergenceReport, settings: DivergenceSettings) -> d
     status, verdict = report.verdict(settings)
     lines = [f"### {report.strategy} on {report.day:%Y-%m-%d}", "", f"**{status}**: {verdict}", ""]
     if report.window:
-        lines.append(f"Replayed {report.window[0]:%H:%M} to {report.window[1]:%H:%M} UTC; bot trades from "
-                     f"`{report.bot_source}`; config {report.config_hash}.")
+        lines.append(
+            f"Replayed {report.window[0]:%H:%M} to {report.window[1]:%H:%M} UTC; bot trades from "
+            f"`{report.bot_source}`; config {report.config_hash}."
+        )
     lines += ["", "| | |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in summary.items()]
     if report.divergent:
         lines += ["", "**Divergent trades**"] + [f"- {d}" for d in report.divergent]
@@ -322,8 +382,13 @@ def report_metadata(report: DivergenceReport, settings: DivergenceSettings) -> d
     metadata["bot_trades_source"] = report.bot_source
     metadata["config_hash"] = report.config_hash or dg.MetadataValue.null()
     metadata["model_version"] = report.model_version if report.model_version is not None else dg.MetadataValue.null()
-    metadata["thresholds"] = dg.MetadataValue.json({"warn_above": settings.warn_above, "fail_above": settings.fail_above,
-                                                    "tolerance_candles": settings.tolerance_candles})
+    metadata["thresholds"] = dg.MetadataValue.json(
+        {
+            "warn_above": settings.warn_above,
+            "fail_above": settings.fail_above,
+            "tolerance_candles": settings.tolerance_candles,
+        }
+    )
     if report.window:
         metadata["replay_window"] = f"{report.window[0].isoformat()} - {report.window[1].isoformat()}"
     encoded = base64.b64encode(overlay_png(report)).decode()
@@ -342,21 +407,25 @@ def build_divergence_asset(spec: StrategySpec) -> dg.AssetsDefinition:
     name, bot_id = spec.name, strategy_id(spec.name)
     key = divergence_key(name)
 
-    @dg.asset(
+    decorate = dg.asset(
         key=key,
         group_name=f"strategy_{name}",
         kinds={"freqtrade"},
         partitions_def=PARTITIONS,
         deps=[deployment_key(name)],
-        check_specs=[dg.AssetCheckSpec(DIVERGENCE_CHECK, asset=key,
-                                       description="Share of the day's trades not aligned with the replay")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                DIVERGENCE_CHECK, asset=key, description="Share of the day's trades not aligned with the replay"
+            )
+        ],
         description=f"One UTC day of {name}'s bot (id {bot_id}) against Freqtrade's replay of that day: "
         "trades only one side made, entry/exit differences in candles, slippage, fees and profit gap.",
         metadata={**spec.ui_metadata(), "strategy_id": bot_id},
     )
-    def divergence(context: dg.AssetExecutionContext, arctic: ArcticStore, backtest_store: BacktestStore,
-                   freqtrade_runner: FreqtradeRunner, bot_trades: BotTrades, trading_state: TradingState,
-                   notifier: Notifier):
+
+    def materialise(
+        context, arctic, backtest_store, freqtrade_runner, bot_trades, trading_state, notifier, tracking_uri: str | None
+    ):
         day = pd.Timestamp(context.partition_key, tz="UTC")
         try:
             settings = load_settings()
@@ -364,37 +433,83 @@ def build_divergence_asset(spec: StrategySpec) -> dg.AssetsDefinition:
             log = bot_trades.read(bot_id)
             heartbeat = trading_state.get(bot_id)
             stopped_at = heartbeat.last_heartbeat if heartbeat and heartbeat.status in ("stopped", "error") else None
-            report = build_report(spec=spec, day=day, deployment=deployment, log=log, arctic=arctic,
-                                  backtest_store=backtest_store, runner=freqtrade_runner, stopped_at=stopped_at,
-                                  settings=settings, model_tracking_uri=deployment.get("model_tracking_uri"))
+            report = build_report(
+                spec=spec,
+                day=day,
+                deployment=deployment,
+                log=log,
+                arctic=arctic,
+                backtest_store=backtest_store,
+                runner=freqtrade_runner,
+                stopped_at=stopped_at,
+                settings=settings,
+                model_tracking_uri=tracking_uri,
+            )
         except (DivergenceError, BotTradesError) as exc:
             raise dg.Failure(description=f"divergence of {name} on {context.partition_key}: {exc}") from exc
         status, verdict = report.verdict(settings)
         context.log.info(f"{name} {context.partition_key}: {status}: {verdict}")
         if status == "fail":
             notifier.notify(
-                "divergence", f"{name}: bot diverges from its backtest on {context.partition_key}",
-                verdict, severity="error",
+                "divergence",
+                f"{name}: bot diverges from its backtest on {context.partition_key}",
+                verdict,
+                severity="error",
                 details={"summary": report.summary.as_dict(), "divergent_trades": report.divergent},
             )
         check = dg.AssetCheckResult(
             check_name=DIVERGENCE_CHECK,
-            passed=status != "fail",
+            passed=status == "ok",  # a warning is a check that did not pass at WARN severity
             severity=dg.AssetCheckSeverity.ERROR if status == "fail" else dg.AssetCheckSeverity.WARN,
             description=verdict if status == "ok" else f"{status}: {verdict}",
-            metadata={"divergent_share": report.summary.divergent_share, "status": status,
-                      "divergent_trades": dg.MetadataValue.json(report.divergent)},
+            metadata={
+                "divergent_share": report.summary.divergent_share,
+                "status": status,
+                "divergent_trades": dg.MetadataValue.json(report.divergent),
+            },
         )
         return dg.MaterializeResult(metadata=report_metadata(report, settings), check_results=[check])
+
+    if spec.is_model:
+        # A model strategy replays with the model version its deployment ran, from the registry's MLflow.
+        @decorate
+        def model_divergence(
+            context: dg.AssetExecutionContext,
+            arctic: ArcticStore,
+            backtest_store: BacktestStore,
+            freqtrade_runner: FreqtradeRunner,
+            bot_trades: BotTrades,
+            trading_state: TradingState,
+            notifier: Notifier,
+            model_registry: ModelRegistry,
+        ):
+            return materialise(
+                context,
+                arctic,
+                backtest_store,
+                freqtrade_runner,
+                bot_trades,
+                trading_state,
+                notifier,
+                model_registry.tracking_uri,
+            )
+
+        return model_divergence
+
+    @decorate
+    def divergence(
+        context: dg.AssetExecutionContext,
+        arctic: ArcticStore,
+        backtest_store: BacktestStore,
+        freqtrade_runner: FreqtradeRunner,
+        bot_trades: BotTrades,
+        trading_state: TradingState,
+        notifier: Notifier,
+    ):
+        return materialise(context, arctic, backtest_store, freqtrade_runner, bot_trades, trading_state, notifier, None)
 
     return divergence
 
 
 def build_divergence_assets(specs: list[StrategySpec] | Any) -> list[dg.AssetsDefinition]:
     return [build_divergence_asset(spec) for spec in specs]
-
-
-def report_json(report: DivergenceReport) -> str:
-    """The report as JSON (the bench's output)."""
-    return json.dumps({"summary": report.summary.as_dict(), "divergent": report.divergent,
-                       "reason": report.reason}, indent=1, default=str)

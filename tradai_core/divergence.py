@@ -19,13 +19,36 @@ import numpy as np
 import pandas as pd
 
 TRADE_COLUMNS = (
-    "trade_id", "pair", "is_short", "entry_time", "exit_time", "open_rate", "close_rate", "amount",
-    "fee_cost", "profit_abs", "is_open",
+    "trade_id",
+    "pair",
+    "is_short",
+    "entry_time",
+    "exit_time",
+    "open_rate",
+    "close_rate",
+    "amount",
+    "fee_cost",
+    "profit_abs",
+    "is_open",
 )
 MATCH_COLUMNS = (
-    "status", "pair", "bot_trade_id", "replay_trade_id", "bot_entry", "replay_entry", "entry_diff_candles",
-    "bot_exit", "replay_exit", "exit_diff_candles", "entry_slippage_bps", "exit_slippage_bps",
-    "fee_diff", "bot_profit", "replay_profit", "profit_gap", "aligned",
+    "status",
+    "pair",
+    "bot_trade_id",
+    "replay_trade_id",
+    "bot_entry",
+    "replay_entry",
+    "entry_diff_candles",
+    "bot_exit",
+    "replay_exit",
+    "exit_diff_candles",
+    "entry_slippage_bps",
+    "exit_slippage_bps",
+    "fee_diff",
+    "bot_profit",
+    "replay_profit",
+    "profit_gap",
+    "aligned",
 )
 MATCHED, BOT_ONLY, REPLAY_ONLY = "matched", "bot_only", "replay_only"
 
@@ -56,8 +79,9 @@ def _bps(paid: float, reference: float) -> float:
     return float((paid - reference) / reference * 10_000)
 
 
-def match_trades(bot: pd.DataFrame, replay: pd.DataFrame, timeframe_step: pd.Timedelta,
-                 tolerance_candles: int = 1) -> pd.DataFrame:
+def match_trades(
+    bot: pd.DataFrame, replay: pd.DataFrame, timeframe_step: pd.Timedelta, tolerance_candles: int = 1
+) -> pd.DataFrame:
     """One row per matched pair of trades, then per trade of only one side (``MATCH_COLUMNS``).
 
     Differences are bot minus replay: a positive entry difference is a late bot entry; slippage is in
@@ -96,9 +120,16 @@ def _matched_row(b: pd.Series, r: pd.Series, step: pd.Timedelta) -> dict:
     entry_diff = _candles(b["entry_time"], r["entry_time"], step)
     exit_diff = _candles(b["exit_time"], r["exit_time"], step) if both_closed else float("nan")
     return {
-        "status": MATCHED, "pair": b["pair"], "bot_trade_id": b["trade_id"], "replay_trade_id": r["trade_id"],
-        "bot_entry": b["entry_time"], "replay_entry": r["entry_time"], "entry_diff_candles": entry_diff,
-        "bot_exit": b["exit_time"], "replay_exit": r["exit_time"], "exit_diff_candles": exit_diff,
+        "status": MATCHED,
+        "pair": b["pair"],
+        "bot_trade_id": b["trade_id"],
+        "replay_trade_id": r["trade_id"],
+        "bot_entry": b["entry_time"],
+        "replay_entry": r["entry_time"],
+        "entry_diff_candles": entry_diff,
+        "bot_exit": b["exit_time"],
+        "replay_exit": r["exit_time"],
+        "exit_diff_candles": exit_diff,
         "entry_slippage_bps": sign * _bps(b["open_rate"], r["open_rate"]),
         "exit_slippage_bps": -sign * _bps(b["close_rate"], r["close_rate"]) if both_closed else float("nan"),
         "fee_diff": float(b["fee_cost"] - r["fee_cost"]) if both_closed else float("nan"),
@@ -112,11 +143,17 @@ def _matched_row(b: pd.Series, r: pd.Series, step: pd.Timedelta) -> dict:
 def _one_side_row(t: pd.Series, status: str) -> dict:
     row = dict.fromkeys(MATCH_COLUMNS, float("nan"))
     prefix = "bot" if status == BOT_ONLY else "replay"
-    row.update({
-        "status": status, "pair": t["pair"], f"{prefix}_trade_id": t["trade_id"],
-        f"{prefix}_entry": t["entry_time"], f"{prefix}_exit": t["exit_time"],
-        f"{prefix}_profit": float(t["profit_abs"]) if not t["is_open"] else float("nan"), "aligned": False,
-    })
+    row.update(
+        {
+            "status": status,
+            "pair": t["pair"],
+            f"{prefix}_trade_id": t["trade_id"],
+            f"{prefix}_entry": t["entry_time"],
+            f"{prefix}_exit": t["exit_time"],
+            f"{prefix}_profit": float(t["profit_abs"]) if not t["is_open"] else float("nan"),
+            "aligned": False,
+        }
+    )
     other = "replay" if prefix == "bot" else "bot"
     for column in (f"{other}_entry", f"{other}_exit"):
         row[column] = pd.NaT
@@ -161,20 +198,36 @@ class DivergenceSummary:
 
     def as_dict(self) -> dict[str, float | int]:
         return {
-            "bot_trades": self.bot_trades, "replay_trades": self.replay_trades, "matched": self.matched,
-            "aligned": self.aligned, "bot_only": self.bot_only, "replay_only": self.replay_only,
-            "matched_share": self.matched_share, "aligned_share": self.aligned_share,
-            "divergent_share": self.divergent_share, "mean_abs_slippage_bps": self.mean_abs_slippage_bps,
-            "max_abs_slippage_bps": self.max_abs_slippage_bps, "bot_profit": self.bot_profit,
-            "replay_profit": self.replay_profit, "profit_gap": self.profit_gap,
+            "bot_trades": self.bot_trades,
+            "replay_trades": self.replay_trades,
+            "matched": self.matched,
+            "aligned": self.aligned,
+            "bot_only": self.bot_only,
+            "replay_only": self.replay_only,
+            "matched_share": self.matched_share,
+            "aligned_share": self.aligned_share,
+            "divergent_share": self.divergent_share,
+            "mean_abs_slippage_bps": self.mean_abs_slippage_bps,
+            "max_abs_slippage_bps": self.max_abs_slippage_bps,
+            "bot_profit": self.bot_profit,
+            "replay_profit": self.replay_profit,
+            "profit_gap": self.profit_gap,
         }
 
 
 def summarise(matched: pd.DataFrame) -> DivergenceSummary:
     """Counts, slippage (over every matched fill, entries and exits) and profits (closed trades)."""
     status = matched["status"] if not matched.empty else pd.Series([], dtype=object)
-    slippage = np.abs(pd.concat([matched.get("entry_slippage_bps", pd.Series(dtype=float)),
-                                 matched.get("exit_slippage_bps", pd.Series(dtype=float))]).dropna().to_numpy(float))
+    slippage = np.abs(
+        pd.concat(
+            [
+                matched.get("entry_slippage_bps", pd.Series(dtype=float)),
+                matched.get("exit_slippage_bps", pd.Series(dtype=float)),
+            ]
+        )
+        .dropna()
+        .to_numpy(float)
+    )
     return DivergenceSummary(
         bot_trades=int((status != REPLAY_ONLY).sum()),
         replay_trades=int((status != BOT_ONLY).sum()),
@@ -194,17 +247,23 @@ def divergent_trades(matched: pd.DataFrame) -> list[str]:
     out = []
     for row in matched[~matched["aligned"].astype(bool)].itertuples(index=False):
         if row.status == BOT_ONLY:
-            out.append(f"{row.pair}: bot trade {row.bot_trade_id} entered {row.bot_entry:%Y-%m-%d %H:%M} UTC, "
-                       "none in the replay")
+            out.append(
+                f"{row.pair}: bot trade {row.bot_trade_id} entered {row.bot_entry:%Y-%m-%d %H:%M} UTC, "
+                "none in the replay"
+            )
         elif row.status == REPLAY_ONLY:
             out.append(f"{row.pair}: replay entered {row.replay_entry:%Y-%m-%d %H:%M} UTC, the bot did not")
         else:
             parts = []
             if row.entry_diff_candles:
-                parts.append(f"entry {row.entry_diff_candles:+.0f} candle(s) ({row.bot_entry:%H:%M:%S} against "
-                             f"{row.replay_entry:%H:%M})")
+                parts.append(
+                    f"entry {row.entry_diff_candles:+.0f} candle(s) ({row.bot_entry:%H:%M:%S} against "
+                    f"{row.replay_entry:%H:%M})"
+                )
             if row.exit_diff_candles and not pd.isna(row.exit_diff_candles):
-                parts.append(f"exit {row.exit_diff_candles:+.0f} candle(s) ({row.bot_exit:%H:%M:%S} against "
-                             f"{row.replay_exit:%H:%M})")
+                parts.append(
+                    f"exit {row.exit_diff_candles:+.0f} candle(s) ({row.bot_exit:%H:%M:%S} against "
+                    f"{row.replay_exit:%H:%M})"
+                )
             out.append(f"{row.pair}: bot trade {row.bot_trade_id} " + ", ".join(parts))
     return out
