@@ -353,3 +353,34 @@ def test_thresholds_out_of_order_are_refused_naming_the_file(tmp_path: Path):
     ):
         load_settings(path)
     assert divergence_key(PROBE).to_user_string() == f"strategies/{PROBE}/divergence"
+
+
+def test_an_ecs_bot_uploads_its_trades_with_its_heartbeat_and_a_local_bot_does_not(
+    aws_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from resources.trading_state import SqliteTradingState as Store
+    from tradai_bot.runtime import BotRuntime, BotSettings
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env.url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", aws_env.region)
+    bucket = f"configs-{tmp_path.name.lower().replace('_', '-')[:40]}"
+    aws_env.client("s3").create_bucket(Bucket=bucket)
+    database = tmp_path / "trades.sqlite"
+    shutil.copyfile(CLEAN["database"], database)
+
+    def runtime(config_path: str) -> BotRuntime:
+        settings = BotSettings(
+            strategy=PROBE, strategy_id=PROBE_ID, trading_mode="dry_run", config_path=config_path, heartbeat_seconds=60
+        )
+        made = BotRuntime(settings, strategy_path=tmp_path, workdir=tmp_path, store=Store(path=str(tmp_path / "s.db")))
+        made.database = database  # what prepare() chose: the --db-url file
+        return made
+
+    ecs = runtime(f"s3://{bucket}/bots/{PROBE_ID}/config-1.json")
+    ecs.tick(freqtrade=None)  # due at once: a heartbeat, then the upload
+
+    assert ecs.uploads == 1 and ecs.heartbeats.written == 1
+    uploaded = S3BotTrades(stack="dev", bucket=bucket, endpoint_url=aws_env.url, region=aws_env.region).read(PROBE_ID)
+    assert len(uploaded.trades) == 6
+    local = runtime(str(tmp_path / "config.json"))
+    assert local.upload_trades() is None and local.uploads == 0
