@@ -132,6 +132,7 @@ def sync_probe_candles(tmp: Path, fake, instance, day: str):
         "start": day,
         "archive_url": None,
     }
+    tmp.mkdir(parents=True, exist_ok=True)
     universe = write_universe(tmp / "universe.yaml", [entry])
     exchange = NoWaitExchange(ccxt_config={"binance": {"urls": fake.ccxt_config()["urls"], "timeout": 10000}})
     location = MarketDataLocation(universe, ArcticStore(uri=f"lmdb://{tmp / 'arctic'}"), exchange)
