@@ -384,3 +384,25 @@ def test_an_ecs_bot_uploads_its_trades_with_its_heartbeat_and_a_local_bot_does_n
     assert len(uploaded.trades) == 6
     local = runtime(str(tmp_path / "config.json"))
     assert local.upload_trades() is None and local.uploads == 0
+
+
+def test_the_simulators_book_shift_holds_the_book_away_for_its_count_and_refuses_bad_values(fake_binance_clean):
+    import httpx
+
+    from tests.fakes.client import FakeBinanceError
+
+    fake_binance_clean.control(now_ms="2026-01-05T12:00:00Z")
+
+    def best() -> tuple[float, float]:
+        book = httpx.get(f"{fake_binance_clean.url}/api/v3/depth", params={"symbol": "LTCBTC", "limit": 5}).json()
+        return float(book["bids"][0][0]), float(book["asks"][0][0])
+
+    bid, ask = best()
+    fake_binance_clean.add_rule(path="/api/v3/depth", symbol="LTCBTC", book_shift_bps=100, times=2)
+    shifted = [best(), best()]
+
+    assert all(b <= bid * 0.99 + 1e-12 and a >= ask * 1.01 - 1e-12 for b, a in shifted)
+    assert best() == (bid, ask)  # the rule is spent
+    assert fake_binance_clean.stats()["injected"]["book_shift_bps"] == 2
+    with pytest.raises(FakeBinanceError, match="book_shift_bps must be 0-10000"):
+        fake_binance_clean.add_rule(path="/api/v3/depth", book_shift_bps=-5)
