@@ -434,6 +434,12 @@ def create_roles(settings: Settings, tags: Tagger, inputs: RoleInputs) -> Roles:
                         a["tables"],
                     ),
                     *read_bucket("Configs", a["buckets"]["configs"]),
+                    # Each bot uploads its trade export beside its config (resources/bot_trades.py).
+                    _statement(
+                        "UploadBotTrades",
+                        ["s3:PutObject"],
+                        [_objects(a["buckets"]["configs"], f"{aws_contract.BOT_CONFIGS_PREFIX}/") + "/trades.json"],
+                    ),
                     *read_bucket("ArcticDb", a["buckets"]["arcticdb"]),
                 ]
             )

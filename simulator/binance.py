@@ -570,7 +570,7 @@ class Params:
 CORRUPTIONS = ("duplicate", "shuffle", "nan", "zero")
 CORRUPTIBLE_FIELDS = ("open", "high", "low", "close", "volume")
 DISCONNECTS = ("reset", "truncate")
-_ACTIONS = ("status", "retry_after", "body", "delay", "disconnect", "corrupt", "count", "field")
+_ACTIONS = ("status", "retry_after", "body", "delay", "disconnect", "corrupt", "count", "field", "book_shift_bps")
 
 #: The answers Binance gives under load, one of which a rule with ``"mix": "binance"`` picks per
 #: firing (Binance spells "occured" so).  The slow answer outlasts a client timeout below 2.5 s.
@@ -616,6 +616,9 @@ class Rule:
       itself), ``"shuffle"`` (permute all candles), ``"nan"`` or ``"zero"`` (set ``field``, default
       ``"close"``, of candles to NaN or 0).  The candles: those whose open time is in
       ``open_times``, else ``count`` (default 1) candles spread evenly over the response.
+      ``book_shift_bps``: depth and bookTicker only -- move every price of the book this many basis
+      points away from the last price (asks up, bids down), so a dry-run bot's limit order priced
+      from the ticker does not cross it: its fill is delayed until the rule is spent (``times``).
     """
 
     id: int
@@ -636,6 +639,7 @@ class Rule:
     chance: float = 1.0
     seed: int = 0
     mix: str | list[dict[str, Any]] | None = None
+    book_shift_bps: float = 0.0
     matched: int = 0  # matching requests so far
     fired: int = 0  # times it acted
     _random: random.Random | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -675,6 +679,10 @@ class Rule:
                 "open_times must be a list of ms timestamps",
             ),
             (rule.field in CORRUPTIBLE_FIELDS, f"field must be one of {CORRUPTIBLE_FIELDS}"),
+            (
+                isinstance(rule.book_shift_bps, int | float) and 0 <= rule.book_shift_bps <= 10_000,
+                "book_shift_bps must be 0-10000",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -697,8 +705,11 @@ class Rule:
                 if not isinstance(actions, Mapping) or set(actions) - set(_ACTIONS):
                     raise ValueError(f"each mix entry is an object of {_ACTIONS}: {actions!r}")
                 cls.parse({**actions}, rule_id)  # validates the entry as a rule of its own
-        elif rule.status is None and not rule.delay and rule.corrupt is None and rule.disconnect is None:
-            raise ValueError(f"a rule needs status, delay, corrupt, disconnect, mix or fail_forever: {dict(raw)}")
+        elif (rule.status is None and not rule.delay and rule.corrupt is None and rule.disconnect is None
+              and not rule.book_shift_bps):
+            raise ValueError(
+                f"a rule needs status, delay, corrupt, disconnect, book_shift_bps, mix or fail_forever: {dict(raw)}"
+            )
         rule._random = random.Random(rule.seed)
         return rule
 
@@ -783,6 +794,7 @@ class Request:
     headers: Mapping[str, str]
     now: int
     corruptions: list[Rule]
+    book_shift_bps: float = 0.0
 
 
 _HTTP_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
@@ -978,7 +990,7 @@ class FakeExchange:
                 fired.append(acting)
                 if rule.times is not None and rule.fired >= rule.times:
                     self._rules.remove(rule)
-                for action in ("status", "delay", "corrupt", "disconnect"):
+                for action in ("status", "delay", "corrupt", "disconnect", "book_shift_bps"):
                     if getattr(acting, action):
                         self._injected[action] += 1
         return fired
@@ -1011,7 +1023,8 @@ class FakeExchange:
         route = self._routes.get((method, path))
         if route is None:
             return Reply.error(404, -5000, f"Path {path}, Method {method} is invalid")
-        request = Request(path, query, headers, self.clock.now(), [r for r in rules if r.corrupt])
+        request = Request(path, query, headers, self.clock.now(), [r for r in rules if r.corrupt],
+                          sum(r.book_shift_bps for r in rules))
         try:
             if path in _SIGNED_PATHS:
                 self._check_signed(request)
@@ -1370,10 +1383,10 @@ class FakeExchange:
     # ------------------------------------------------------------------ tickers and books
 
     def _book(
-        self, market: Market, now: int, depth: int
+        self, market: Market, now: int, depth: int, shift_bps: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(bid prices, bid quantities, ask prices, ask quantities) around the last price, one tick
-        apart, quantities changing every second."""
+        apart, quantities changing every second; ``shift_bps`` moves both sides that far away."""
         kind = "futures" if market.is_futures else "spot"
         tick, step = float(market.tick_size), float(market.step_size)
         last = float(self.price_at(market, kind, np.array([now], dtype=np.int64))[0])
@@ -1381,6 +1394,10 @@ class FakeExchange:
         levels = np.arange(depth, dtype=np.int64)
         bids = (best_bid - levels[best_bid - levels >= 1]) * tick
         asks = (best_bid + 1 + levels) * tick
+        if shift_bps:
+            bids = np.floor(bids * (1 - shift_bps / 10_000) / tick) * tick
+            bids = bids[bids >= tick]
+            asks = np.ceil(asks * (1 + shift_bps / 10_000) / tick) * tick
 
         def quantities(prices: np.ndarray, side: str) -> np.ndarray:
             key = self.generator.key("book", market.id, side, now // SECOND_MS)
@@ -1394,7 +1411,7 @@ class FakeExchange:
         markets = self.futures if futures else self.spot
         market = self._market(request.params.required("symbol"), markets)
         limit = request.params.limit(500, 1000) if futures else request.params.limit(100, 5000)
-        bids, bid_qty, asks, ask_qty = self._book(market, request.now, limit)
+        bids, bid_qty, asks, ask_qty = self._book(market, request.now, limit, request.book_shift_bps)
         book: dict[str, Any] = {"lastUpdateId": request.now // 10}
         if futures:
             book |= {"E": request.now, "T": request.now}
@@ -1409,7 +1426,7 @@ class FakeExchange:
         markets, single = self._requested(request, futures)
         answers = []
         for m in markets:
-            bids, bid_qty, asks, ask_qty = self._book(m, request.now, 1)
+            bids, bid_qty, asks, ask_qty = self._book(m, request.now, 1, request.book_shift_bps)
             entry = {
                 "symbol": m.id,
                 "bidPrice": f"{bids[0]:.8f}",

@@ -11,6 +11,7 @@ import pytest
 from resources.arctic import ArcticStore
 from resources.backtest_store import BacktestStore
 from resources.bot_services import BotServices, BotState, EcsBotServices, ServiceState
+from resources.bot_trades import BotTrades, LocalBotTrades, S3BotTrades
 from resources.local_bots import LocalBotServices, LocalBotState
 from resources.trading_state import DynamoTradingState, SqliteTradingState, TradingState
 from tests.deployment_support import deploy, ecs_services, materialization, new_bucket, new_cluster, strategy
@@ -38,9 +39,10 @@ def test_a_backend_missing_part_of_the_interface_is_refused_by_name():
 
 
 def test_both_environments_bind_the_bases(tradai_home):
-    for env, services, state in (("local", LocalBotServices, SqliteTradingState),
-                                 ("aws", EcsBotServices, DynamoTradingState)):
+    for env, services, state, trades in (("local", LocalBotServices, SqliteTradingState, LocalBotTrades),
+                                         ("aws", EcsBotServices, DynamoTradingState, S3BotTrades)):
         resources = build_resources(env)
+        assert isinstance(resources["bot_trades"], trades) and isinstance(resources["bot_trades"], BotTrades)
         assert isinstance(resources["bot_services"], services) and isinstance(resources["bot_services"], BotServices)
         assert isinstance(resources["trading_state"], state) and isinstance(resources["trading_state"], TradingState)
     assert issubclass(ServiceState, BotState) and issubclass(LocalBotState, BotState)
@@ -70,5 +72,5 @@ def test_the_deployment_and_kill_switch_run_on_local_bots(tmp_path, no_deploymen
     _run_on(LocalBotServices(home=str(tmp_path / "home")), tmp_path)
 
 
-def test_the_deployment_and_kill_switch_run_on_ecs_services(tmp_path, no_deployments_file, aws_env, network):  # noqa: F811
+def test_the_deployment_and_kill_switch_run_on_ecs_services(tmp_path, no_deployments_file, aws_env, network):
     _run_on(ecs_services(aws_env, new_cluster(aws_env), network, new_bucket(aws_env)), tmp_path)

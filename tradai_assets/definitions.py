@@ -13,6 +13,7 @@ from resources.arctic import ArcticStore
 from resources.aws_contract import EnvVar
 from resources.backtest_store import BacktestStore
 from resources.bot_services import EcsBotServices
+from resources.bot_trades import LocalBotTrades, S3BotTrades
 from resources.exchange import ExchangeResource
 from resources.freqtrade_runner import FreqtradeRunner
 from resources.local_bots import LocalBotServices
@@ -29,6 +30,7 @@ from sensors.stale_data import build_stale_data_sensor
 from sensors.sweeps import build_sweep_sensor
 from tradai_assets.automation import build_automation_sensor
 from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
+from tradai_assets.divergence import build_divergence_assets
 from tradai_assets.market_data import build_market_data
 from tradai_assets.model_drift import build_model_drift
 from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
@@ -64,6 +66,7 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
         )
         trading_state = DynamoTradingState(stack=dg.EnvVar(EnvVar.TRADAI_STACK))
         sweep_studies = SweepStudies(storage_url=dg.EnvVar("TRADAI_SWEEP_STORAGE_URL"))
+        bot_trades = S3BotTrades(stack=dg.EnvVar(EnvVar.TRADAI_STACK))
     else:
         arctic = ArcticStore(uri=settings.local_arctic_uri())
         mlflow = MlflowTracker(
@@ -76,6 +79,7 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
         bot_services = LocalBotServices()
         trading_state = SqliteTradingState()
         sweep_studies = SweepStudies(storage_url=settings.local_sweep_storage_url())
+        bot_trades = LocalBotTrades()
     return {
         "arctic": arctic,
         "exchange": ExchangeResource(),
@@ -88,6 +92,7 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
         "trading_state": trading_state,
         "sweep_store": SweepStore(arctic=arctic),
         "sweep_studies": sweep_studies,
+        "bot_trades": bot_trades,
     }
 
 
@@ -105,7 +110,8 @@ def build_definitions() -> dg.Definitions:
         + strategies.assets
         + build_deployment_assets(specs)
         + build_walk_forward_assets(specs, load_base_config())
-        + sweeps.assets,
+        + sweeps.assets
+        + build_divergence_assets(specs),
         asset_checks=market_data.checks + strategies.checks + drift_checks,
         jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)] + sweeps.jobs,
         schedules=market_data.schedules + model_schedules + drift_schedules,

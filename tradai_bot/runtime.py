@@ -25,6 +25,11 @@ strategy; builds Freqtrade's worker; seeds the exchange's candle cache from Arct
 platform's pause request in the trading-state store holds its entries, see ``apply_pause_request``), and a final
 ``stopped`` (SIGTERM or SIGINT) or ``error`` (a crash) heartbeat. Exit codes: 0 stopped, 1 crash,
 2 bad environment or config.
+
+A bot whose config came from S3 (an ECS bot) uploads an export of its Freqtrade trade database beside
+it (``resources.bot_trades``: ``bots/<strategy_id>/trades.json`` in the configs bucket) with every
+heartbeat and when it stops, so divergence reports read its trades without reaching into the
+container; a failed upload is logged and never stops the bot.
 """
 
 from __future__ import annotations
@@ -461,6 +466,8 @@ class BotRuntime:
         self.worker: Any = None
         self.paused_by_platform = False
         self.warmed: dict[tuple[str, str, str], int] = {}
+        self.database: Path | None = None  # the Freqtrade trade database, once prepare() chose it
+        self.uploads = 0
 
     def prepare(self) -> list[str]:
         """Load and check the config, resolve the model, and return Freqtrade's arguments."""
@@ -499,6 +506,8 @@ class BotRuntime:
             # Freqtrade's default database name, in the working directory rather than wherever it started.
             name = "tradesv3.dryrun.sqlite" if settings.trading_mode == "dry_run" else "tradesv3.sqlite"
             db_url = f"sqlite:///{self.workdir / name}"
+        chosen = db_url or config.get("db_url") or ""
+        self.database = Path(chosen.removeprefix("sqlite:///")) if chosen.startswith("sqlite:///") else None
         return freqtrade_arguments(
             settings, config_files, self.strategy_path,
             db_url=db_url, userdir=self.userdir or str(self.workdir / "user_data"), logfile=self.logfile,
@@ -520,6 +529,7 @@ class BotRuntime:
         if self.heartbeats.due():
             paused = self.apply_pause_request(freqtrade)
             self.heartbeats.put("paused" if paused else "running", *self._stats(freqtrade))
+            self.upload_trades()
 
     def apply_pause_request(self, freqtrade: Any) -> bool:
         """Apply the platform's pause request (the stale-data sensor's) to Freqtrade's state; returns
@@ -547,6 +557,20 @@ class BotRuntime:
             self.paused_by_platform = False
             logger.info("bot %s: entries resumed by the platform (%s)", bot_id, request.reason)
         return freqtrade.state == State.PAUSED
+
+    def upload_trades(self) -> str | None:
+        """An ECS bot's trades to its configs bucket (``resources.bot_trades``); None for a local bot."""
+        if not self.settings.config_path.startswith("s3://") or self.database is None or not self.database.is_file():
+            return None
+        from resources.bot_trades import upload_trades
+
+        try:
+            where = upload_trades(self.database, self.settings.config_path, self.settings.strategy_id)
+        except Exception as exc:  # the bucket being unreachable must not stop trading
+            logger.warning("trades of %s not uploaded: %s", self.settings.strategy_id, exc)
+            return None
+        self.uploads += 1
+        return where
 
     def _stats(self, freqtrade: Any) -> tuple[int, float]:
         try:
@@ -594,6 +618,7 @@ class BotRuntime:
                     logger.warning("freqtrade's cleanup failed: %s", exc)
             # A second stop signal while shutting down must not lose the final heartbeat.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.upload_trades()
             self.heartbeats.put(*final)
             logger.info("bot %s: %s (exit code %d)", settings.strategy_id, final[0], code)
         return code

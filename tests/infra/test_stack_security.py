@@ -335,3 +335,12 @@ def test_the_execution_role_reads_only_the_stacks_secrets(stacks, stack):
         aws_contract.secret_name(stack, aws_contract.API_JWT_SECRET),
         aws_contract.exchange_secret_name(stack, "binance"),
     }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_bot_may_write_only_its_trade_exports_in_the_configs_bucket(stacks, stack):
+    bot = _statements_by_sid(stacks[stack], f"tradai-{stack}-bot")
+    configs = stacks[stack].named("aws:s3/bucket:Bucket", "configs-bucket").outputs["arn"]
+    assert bot["UploadBotTrades"]["Action"] == ["s3:PutObject"]
+    assert bot["UploadBotTrades"]["Resource"] == [f"{configs}/{aws_contract.BOT_CONFIGS_PREFIX}/*/trades.json"]
+    assert bot["ConfigsRead"]["Action"] == ["s3:GetObject"]
