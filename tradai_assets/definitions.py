@@ -26,6 +26,7 @@ from tradai_assets.deployments import build_deployment_assets, build_kill_switch
 from tradai_assets.market_data import build_market_data
 from tradai_assets.model_drift import build_model_drift
 from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
+from tradai_assets.model_shadow import shadow_jobs
 from tradai_assets.strategies import build_strategies
 from tradai_core import settings
 from tradai_core.universe import load_universe
@@ -91,7 +92,8 @@ def build_definitions() -> dg.Definitions:
         + strategies.assets
         + build_deployment_assets(specs),
         asset_checks=market_data.checks + strategies.checks + drift_checks,
-        jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)],
+        jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + shadow_jobs(specs)
+        + [build_kill_switch_job(specs)],
         schedules=market_data.schedules + model_schedules + drift_schedules,
         sensors=build_model_sensors(specs, train_jobs(specs)) + build_bot_sensors(specs),
         resources=build_resources(env),

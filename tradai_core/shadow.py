@@ -60,11 +60,14 @@ def shadow_state(log: pd.DataFrame, challenger: int | None = None) -> ShadowStat
     start = json.loads(started["details"].iloc[-1]) if len(started) else {}
     last = rows.iloc[-1]
     details = json.loads(last["details"] or "{}")
-    status: ShadowStatus = {SHADOW_STARTED: "running", SHADOW_FAILED: "failed", SHADOW_FINISHED: "finished"}[last["event"]]
+    status: ShadowStatus = {SHADOW_STARTED: "running", SHADOW_FAILED: "failed", SHADOW_FINISHED: "finished"}[
+        last["event"]
+    ]
     version = None if math.isnan(last["challenger"]) else int(last["challenger"])
     when = {k: pd.Timestamp(start[k]).to_pydatetime() for k in ("started", "ends") if start.get(k)}
-    return ShadowState(status, version, details.get("bot_id") or start.get("bot_id"), when.get("started"),
-                       when.get("ends"), details)
+    return ShadowState(
+        status, version, details.get("bot_id") or start.get("bot_id"), when.get("started"), when.get("ends"), details
+    )
 
 
 def window_returns(trades: pd.DataFrame, start: datetime, end: datetime) -> np.ndarray:
@@ -75,3 +78,33 @@ def window_returns(trades: pd.DataFrame, start: datetime, end: datetime) -> np.n
     opened = trades["open_date"]
     chosen = trades[(opened >= pd.Timestamp(start)) & (opened < pd.Timestamp(end)) & trades["close_date"].notna()]
     return chosen.sort_values(["close_date", "open_date", "pair"], kind="stable")["close_profit"].to_numpy("float64")
+
+
+SHADOW_JOB = "shadow_challenger"
+SHADOW_OP = "shadow_step"  # an op may not share its job's name
+SHADOW_STEPS = ("start", "finish")
+
+
+def shadow_observation(name: str, state: ShadowState, trades: int | None = None, description: str | None = None):
+    """The shadow's state as an observation of ``strategies/<name>/model`` (what the UI shows)."""
+    import dagster as dg
+
+    from tradai_core.keys import model_key
+
+    def value(v: Any):
+        return dg.MetadataValue.null() if v is None else v
+
+    result = state.result or {}
+    metadata = {
+        "shadow_status": state.status,
+        "shadow_challenger": value(state.challenger),
+        "shadow_bot_id": value(state.bot_id),
+        "shadow_started": value(state.started.isoformat() if state.started else None),
+        "shadow_ends": value(state.ends.isoformat() if state.ends else None),
+        "shadow_trades": value(trades if trades is not None else result.get("trades", {}).get("shadow")),
+        "shadow_reason": value(state.reason),
+        "shadow_outcome": value(result.get("decision", {}).get("outcome")),
+    }
+    return dg.AssetObservation(
+        asset_key=model_key(name), description=description or f"shadow {state.status}", metadata=metadata
+    )
