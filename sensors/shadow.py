@@ -32,7 +32,15 @@ from resources.notifier import Notifier
 from tradai_core.keys import strategy_id
 from tradai_core.model_data import model_specs
 from tradai_core.model_settings import ModelSettings
-from tradai_core.shadow import SHADOW_FAILED, SHADOW_JOB, SHADOW_OP, ShadowState, shadow_observation, shadow_state
+from tradai_core.shadow import (
+    SHADOW_FAILED,
+    SHADOW_JOB,
+    SHADOW_OP,
+    ShadowState,
+    shadow_observation,
+    shadow_state,
+    window_returns,
+)
 from tradai_core.strategy_discovery import StrategySpec
 
 UTC_NOW = partial(datetime.now, UTC)
@@ -64,15 +72,6 @@ def shadow_wait(spec: StrategySpec, log: pd.DataFrame, challenger: int) -> str |
     if state.status == "running":
         return f"challenger v{challenger} trades as shadow bot {state.bot_id} until {state.ends:%Y-%m-%d %H:%M} UTC"
     return f"challenger v{challenger} waits for its shadow bot to start"
-
-
-def _closed_in_window(trades: pd.DataFrame, state: ShadowState) -> int:
-    opened = trades["open_date"]
-    return int(
-        (
-            (opened >= pd.Timestamp(state.started)) & (opened < pd.Timestamp(state.ends)) & trades["close_date"].notna()
-        ).sum()
-    )
 
 
 def _run_request(name: str, challenger: int, step: str, why: str) -> dg.RunRequest:
@@ -146,8 +145,10 @@ def tend_shadows(
             else:
                 champion_bot = state.details.get("champion_bot_id", strategy_id(name))
                 try:
-                    trades = _closed_in_window(bot_services.closed_trades(state.bot_id), state)
-                    champion_trades = _closed_in_window(bot_services.closed_trades(champion_bot), state)
+                    trades = len(window_returns(bot_services.closed_trades(state.bot_id), state.started, state.ends))
+                    champion_trades = len(
+                        window_returns(bot_services.closed_trades(champion_bot), state.started, state.ends)
+                    )
                 except BotServiceError as exc:  # the end of the period still finishes it
                     context.log.info(f"{name}: shadow trades not readable yet: {exc}")
                     champion_trades = None
