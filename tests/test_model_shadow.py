@@ -356,3 +356,52 @@ def test_the_evaluation_refuses_to_decide_while_the_shadow_runs(shadowed, tmp_pa
     assert not (
         log["event"].isin(["promote", "keep", "inconclusive"]) & (log["challenger"] == location.challenger)
     ).any()
+
+
+@pytest.mark.integration
+def test_the_api_shows_the_shadow_running_then_finished_and_refuses_an_unknown_model(
+    shadowed, clock, tmp_path, tracking_uri
+):
+    import httpx
+
+    from resources.trading_state import SqliteTradingState
+    from tests.api_support import bearer, hs256_settings, hs256_token, serve_api
+    from tradai_api.app import create_app
+    from tradai_api.auth import BOTS_READ, MODELS_READ
+    from tradai_api.stores import BotBackends
+
+    location = shadowed("Served")
+    shadow_id = shadow_bot_id("Served")
+    settings = hs256_settings(tmp_path, strategies_dir=tmp_path / "strategies", mlflow_tracking_uri=tracking_uri)
+    backends = BotBackends(location.bots, SqliteTradingState(path=str(tmp_path / "state.db")))
+    with serve_api(create_app(settings, backends)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        reader = bearer(hs256_token([MODELS_READ]))
+        none = http.get("/api/v1/models/Served/shadow", headers=reader)
+        assert none.status_code == 200, none.text
+        assert (none.json()["status"], none.json()["challenger"]) == ("none", location.challenger)
+
+        (start,) = location.tick().run_requests
+        assert location.run(start).success
+        begin = clock.now()
+        write_trades(
+            location.bots,
+            shadow_id,
+            [
+                ("ETH/BTC", begin + timedelta(hours=1), begin + timedelta(hours=2), 0.01),
+                ("ETH/BTC", begin + timedelta(hours=3), None, None),
+            ],
+        )
+        running = http.get("/api/v1/models/Served/shadow", headers=reader).json()
+        assert running["status"] == "running" and running["bot_id"] == shadow_id and running["trades"] == 1
+        assert running["ends"].startswith((begin + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"))
+
+        clock.advance(2 * 86400 + 60)
+        (finish,) = location.tick().run_requests
+        assert location.run(finish).success
+        finished = http.get("/api/v1/models/Served/shadow", headers=reader).json()
+        assert finished["status"] == "finished" and finished["trades"] == 1
+        assert finished["result"]["decision"]["outcome"] == "inconclusive"  # 1 trade < min_trades 5
+
+        unknown = http.get("/api/v1/models/Nobody/shadow", headers=reader)
+        assert unknown.status_code == 404 and "unknown model 'Nobody'" in unknown.json()["detail"]
+        assert http.get("/api/v1/models/Served/shadow", headers=bearer(hs256_token([BOTS_READ]))).status_code == 403

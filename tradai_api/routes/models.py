@@ -145,9 +145,9 @@ def model_shadow(name: ModelName, _: Principal = Depends(authorize(MODELS_READ))
     with registry_errors(name):
         log = registry.audit_log(name)
         challenger = registry.aliases(name).get("challenger")
-    state = shadow_state(log, challenger) if challenger is not None else shadow_state(log)
-    if state.status == "none":
-        state = shadow_state(log)  # the latest shadow of any version
+    state = shadow_state(log, challenger)
+    if state.status == "none" and (latest := shadow_state(log)).status != "none":
+        state = latest  # the latest shadow of an earlier version
     trades = None
     if state.status == "running":
         try:
