@@ -30,13 +30,16 @@ from pydantic import Field
 
 from resources.arctic import ArcticStore
 from resources.mlflow_tracker import experiment_id, initialise_sqlite_store
+from tradai_core.shadow import SHADOW_EVENTS
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 MODELS_LIBRARY = "models"
 MODEL_ARTIFACT = "model"
 REFERENCE_BINS_TAG = "tradai.reference_bins"
 AUDIT_COLUMNS = {
-    "event": "object",  # first_champion | challenger | promote | keep | inconclusive | rollback
+    # first_champion | challenger | promote | keep | inconclusive | rollback, and a challenger's shadow bot:
+    # shadow_started | shadow_failed | shadow_finished (tradai_core.shadow)
+    "event": "object",
     "trigger": "object",  # what asked for it: a sensor, a run id, a person
     "champion_before": "float64",  # versions; NaN when the alias was not set
     "champion_after": "float64",
@@ -368,6 +371,15 @@ class ModelRegistry(ConfigurableResource):
             self._drop(model, CHALLENGER)
         details = {"manual": True, "promoted": target, "challenger_before": challenger}
         return self._record(model, "promote", trigger, champion, target, previous, target, details)
+
+    def record_shadow(self, model: str, event: str, challenger: int, trigger: str, details: dict[str, Any]) -> pd.Series:
+        """Append a step of a challenger's shadow bot (``tradai_core.shadow.SHADOW_EVENTS``) to the audit
+        log; it moves no alias (the champion columns repeat the current champion)."""
+        if event not in SHADOW_EVENTS:
+            raise ValueError(f"shadow event must be one of {', '.join(SHADOW_EVENTS)}, got {event!r}")
+        champion = self._optional(model, CHAMPION)
+        return self._record(model, event, trigger, champion, champion, self._optional(model, PREVIOUS), challenger,
+                            details)
 
     # Listing ------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ notification for every failed run.
   ``drift:<name>:v<champion>:<first drift evaluation>``) and notifies once; the per-model state lives
   in the cursor (JSON), so a restarted daemon neither re-requests nor re-notifies.
 - ``challenger_sensor`` (every 5 min): a ``challenger`` with no decision in the audit log gets one
-  ``evaluate_challenger`` run (run key ``evaluate:<name>:v<challenger>``).
+  ``evaluate_challenger`` run (run key ``evaluate:<name>:v<challenger>``); with ``shadow_days`` > 0
+  only once its shadow finished (``shadow_sensor``, ``sensors.shadow``).
 - ``run_failure_notifier``: every failed run of the code location goes to the notifier.
 
 The sensors read state through resources (``model_registry``, ``notifier``) and the Dagster instance and
@@ -32,6 +33,7 @@ from resources.model_registry import (
     RegistryUnavailableError,
 )
 from resources.notifier import Notifier
+from sensors.shadow import build_shadow_sensor, shadow_wait
 from tradai_core import settings
 from tradai_core.keys import EVALUATE_JOB, EVALUATE_OP, drift_check_key, train_job_name
 from tradai_core.model_data import model_specs
@@ -198,6 +200,10 @@ def pending_challengers(models: list[StrategySpec], registry: ModelRegistry) -> 
         if len(decided):
             passed.append(f"{name}: challenger v{challenger} already decided ({decided['event'].iloc[-1]})")
             continue
+        waiting = shadow_wait(spec, log, challenger)
+        if waiting:
+            passed.append(f"{name}: {waiting}")
+            continue
         pending.append((name, challenger))
     return pending, passed
 
@@ -283,5 +289,6 @@ def build_run_failure_notifier() -> dg.SensorDefinition:
 
 def build_model_sensors(specs: list[StrategySpec], train_jobs: list,
                         base_path: Path = BASE_CONFIG_PATH) -> list[dg.SensorDefinition]:
-    """The drift and challenger sensors over the model strategies, and the failed-run notifier."""
-    return [build_drift_sensor(specs, train_jobs), build_challenger_sensor(specs, base_path), build_run_failure_notifier()]
+    """The drift, challenger and shadow sensors over the model strategies, and the failed-run notifier."""
+    return [build_drift_sensor(specs, train_jobs), build_challenger_sensor(specs, base_path), build_shadow_sensor(specs),
+            build_run_failure_notifier()]

@@ -321,6 +321,24 @@ class AuditLog(BaseModel):
     items: list[AuditEvent] = Field(description="Oldest first")
 
 
+class ShadowInfo(BaseModel):
+    name: str
+    status: Literal["none", "running", "finished", "failed"] = Field(
+        description="The shadow bot of the current challenger (else the latest shadow): none, running, finished, failed"
+    )
+    challenger: int | None = Field(description="The challenger version the shadow trades")
+    bot_id: str | None
+    started: dt.datetime | None
+    ends: dt.datetime | None = Field(description="When its period ends (shadow_days after the start)")
+    trades: int | None = Field(
+        description="The shadow's closed trades in its period so far (running: read from its bot; None when unreadable)"
+    )
+    result: dict[str, Any] | None = Field(
+        description="finished: both bots' trade counts, the window and the comparison of their per-trade returns"
+    )
+    reason: str | None = Field(description="failed: why")
+
+
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -34,6 +34,7 @@ from tradai_assets.divergence import build_divergence_assets
 from tradai_assets.market_data import build_market_data
 from tradai_assets.model_drift import build_model_drift
 from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
+from tradai_assets.model_shadow import shadow_jobs
 from tradai_assets.strategies import build_strategies
 from tradai_assets.sweeps import build_sweeps
 from tradai_assets.walk_forward import build_walk_forward_assets
@@ -113,7 +114,8 @@ def build_definitions() -> dg.Definitions:
         + sweeps.assets
         + build_divergence_assets(specs),
         asset_checks=market_data.checks + strategies.checks + drift_checks,
-        jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + [build_kill_switch_job(specs)] + sweeps.jobs,
+        jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + shadow_jobs(specs)
+        + [build_kill_switch_job(specs)] + sweeps.jobs,
         schedules=market_data.schedules + model_schedules + drift_schedules,
         sensors=build_model_sensors(specs, train_jobs(specs))
         + build_bot_sensors(specs)

@@ -14,6 +14,7 @@ See docs/models.md.
 """
 
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ from tradai_core.candles import (
 from tradai_core.keys import EVALUATE_JOB, EVALUATE_OP, model_key, train_job_name
 from tradai_core.model_data import ModelInputError, ModelMarket, market_of, model_specs
 from tradai_core.model_settings import ModelSettings
-from tradai_core.promotion import PromotionPolicy, decide
+from tradai_core.promotion import PromotionPolicy, combine, decide
+from tradai_core.shadow import shadow_state
 from tradai_core.strategy_config import (
     BASE_CONFIG_PATH,
     ConfigError,
@@ -240,11 +242,22 @@ def _side_table(decision: dict[str, Any], sides: dict[str, SideResult]) -> dg.Ta
 def conclude(
     name: str, live: bool, champion: SideResult, challenger: SideResult, policy: PromotionPolicy, trigger: str,
     registry: ModelRegistry, notifier: Notifier, lineage: dict[str, Any] | None = None,
+    shadow: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.Series]:
     """Decide on both sides' per-trade returns, record the decision (a promotion moves the aliases; the
     hot-swap of a live bot follows the champion move in the audit log) and notify; the record and the
-    audit-log row."""
+    audit-log row. ``shadow``: the result of the challenger's finished shadow (``tradai_assets.model_shadow``);
+    the outcome then needs both (``tradai_core.promotion.combine``)."""
     decision = decide(champion.returns, challenger.returns, policy)
+    holdout_outcome = decision.outcome
+    if shadow is not None:
+        shadow_decision = shadow["decision"]
+        decision = dataclasses.replace(
+            decision, outcome=combine(decision.outcome, shadow_decision["outcome"]),
+            reasons=tuple(f"holdout: {r}" for r in decision.reasons)
+            + tuple(f"shadow ({shadow['trades']['shadow']} against {shadow['trades']['champion']} trades of the "
+                    f"champion's bot): {r}" for r in shadow_decision["reasons"]),
+        )
     # The aliases may have moved while the backtests ran (a newer challenger, a rollback): the decision
     # is about the versions evaluated and must not be applied to others.
     now = registry.aliases(name)
@@ -261,6 +274,8 @@ def conclude(
         "challenger_version": challenger.version,
         **(lineage or {}),
     }
+    if shadow is not None:
+        record.update(holdout_outcome=holdout_outcome, shadow=shadow)
     row = registry.record_decision(name, record, trigger=trigger)
 
     outcome = decision.outcome
@@ -304,6 +319,14 @@ def evaluate(
     if champion == challenger:
         raise dg.Failure(description=f"{name}: champion and challenger are both version {champion}")
 
+    shadow = None
+    if settings.shadow_days > 0:
+        state = shadow_state(registry.audit_log(name), challenger)
+        if state.status != "finished":
+            raise dg.Failure(description=f"{name}: shadow evaluation is on (shadow_days {settings.shadow_days}) and "
+                             f"the shadow of challenger v{challenger} is {state.status}"
+                             + (f" ({state.reason})" if state.reason else "") + "; no decision without it")
+        shadow = state.result
     config = strategy_config(spec, base_path)
     market = market_of(config)
     holdout_days = float(settings.holdout_days)
@@ -327,7 +350,7 @@ def evaluate(
     }
     record, row = conclude(
         name, spec.live, sides["champion"], sides["challenger"], promotion_policy(spec, settings), trigger,
-        registry, notifier, lineage,
+        registry, notifier, lineage, shadow,
     )
     outcome = record["outcome"]
     context.add_output_metadata({
@@ -344,6 +367,7 @@ def evaluate(
         "data_versions": dg.MetadataValue.json(data_versions),
         "champion_backtest": dg.MetadataValue.url(sides["champion"].run_url),
         "challenger_backtest": dg.MetadataValue.url(sides["challenger"].run_url),
+        **({"holdout_outcome": record["holdout_outcome"], "shadow": dg.MetadataValue.json(shadow)} if shadow else {}),
         "trigger": trigger,
     })
     return record

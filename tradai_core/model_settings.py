@@ -43,6 +43,12 @@ class ModelSettings:
     """Promotion: the one-sided test's significance level (the challenger's mean return greater)."""
     drawdown_tolerance: float = 0.02
     """Promotion: how much worse (absolute) the challenger's max drawdown may be than the champion's."""
+    shadow_days: int = 0
+    """Promotion: days a new challenger trades as a dry-run shadow bot beside the champion's bot before
+    the decision (which then needs both the holdout and the shadow); 0: no shadow."""
+    shadow_min_trades: int = 0
+    """Promotion: a shadow ends early once it and the champion's bot each closed this many trades, and
+    its comparison needs that many (``min_trades`` when 0); needs ``shadow_days`` > 0 as the longest run."""
 
     @property
     def purge_candles(self) -> int:
@@ -90,6 +96,15 @@ class ModelSettings:
             and 0 <= values["drawdown_tolerance"] < 1
         ):
             problems.append(f"drawdown_tolerance must be a number in [0, 1), got {values['drawdown_tolerance']!r}")
+        for name, unit in (("shadow_days", "days"), ("shadow_min_trades", "trades")):
+            value = values.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"{name} must be a whole number of {unit} >= 0, got {value!r}")
+        if values.get("shadow_min_trades") == 1:
+            problems.append("shadow_min_trades must be 0 (min_trades) or at least 2 (a t-test needs a variance), got 1")
+        shadow_days = values.get("shadow_days", 0)
+        if values.get("shadow_min_trades") and isinstance(shadow_days, int) and shadow_days == 0:
+            problems.append("shadow_min_trades needs shadow_days > 0 (the longest a shadow runs), got shadow_days 0")
         for name in ("label_horizon", "folds", "seed", "min_rows", "min_trades"):
             if name in values and values[name] is None:
                 problems.append(f"{name} must be an integer, got None")

@@ -144,3 +144,12 @@ def decide(champion_returns, challenger_returns, policy: PromotionPolicy | None 
          f"{policy.drawdown_tolerance:.2%} of {champion.max_drawdown:.2%}",),
         policy,
     )
+
+
+def combine(holdout: Outcome, shadow: Outcome) -> Outcome:
+    """The outcome of a challenger judged on the holdout backtest and on its shadow's dry-run trades:
+    either *keep* keeps the champion, else either *inconclusive* needs more data; *promote* needs both."""
+    for outcome in ("keep", "inconclusive"):
+        if outcome in (holdout, shadow):
+            return outcome  # type: ignore[return-value]
+    return "promote"

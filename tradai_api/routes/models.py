@@ -27,6 +27,7 @@ from tradai_api.schemas import (
     PromoteRequest,
     RollbackRequest,
     RunAccepted,
+    ShadowInfo,
 )
 from tradai_api.strategy_files import strategies_by_name
 
@@ -129,6 +130,35 @@ def model_audit(name: ModelName, _: Principal = Depends(authorize(MODELS_READ)),
             "details": json.loads(row["details"] or "{}"),
         })
     return {"name": name, "items": items}
+
+
+@router.get("/{name}/shadow", response_model=ShadowInfo, summary="The challenger's shadow bot")
+def model_shadow(name: ModelName, _: Principal = Depends(authorize(MODELS_READ)), svc: Services = Depends(services)):
+    """The dry-run shadow bot of the current challenger (the latest shadow when the challenger has none;
+    `status: none` when there was never one), from the audit log; while it runs, `trades` counts the
+    closed trades its bot opened in its period."""
+    from resources.bot_services import BotServiceError
+    from tradai_core.shadow import shadow_state, window_returns
+
+    require_model(name, svc)
+    registry = svc.models.registry()
+    with registry_errors(name):
+        log = registry.audit_log(name)
+        challenger = registry.aliases(name).get("challenger")
+    state = shadow_state(log, challenger)
+    if state.status == "none" and (latest := shadow_state(log)).status != "none":
+        state = latest  # the latest shadow of an earlier version
+    trades = None
+    if state.status == "running":
+        try:
+            trades = len(window_returns(svc.bots.bot_services.closed_trades(state.bot_id), state.started, state.ends))
+        except BotServiceError:
+            trades = None  # the body says so: unreadable
+    elif state.result:
+        trades = state.result["trades"]["shadow"]
+    return {"name": name, "status": state.status, "challenger": state.challenger, "bot_id": state.bot_id,
+            "started": state.started, "ends": state.ends, "trades": trades, "result": state.result,
+            "reason": state.reason}
 
 
 @router.post("/{name}/promote", response_model=AliasMove, summary="Make the challenger (or a version) the champion")
