@@ -111,7 +111,7 @@ def build_stale_data_sensor(
     names = sorted(s.name for s in specs)
     limit_text = pause_after if pause_after is not None else settings.stale_data_settings().pause_after
     try:
-        limit = timeframe_delta(limit_text)
+        limit = None if limit_text == settings.PAUSE_OFF else timeframe_delta(limit_text)
     except ValueError as exc:
         raise settings.SettingsError(f"stale-data pause limit {limit_text!r}: {exc}") from exc
 
@@ -129,6 +129,8 @@ def build_stale_data_sensor(
         trading_state: TradingState,
         notifier: Notifier,
     ):
+        if limit is None:
+            return dg.SkipReason(f"the stale-data pause is off ({PAUSE_AFTER_ENV}={settings.PAUSE_OFF})")
         now = clock()
         cursor = _cursor(context.cursor)
         events, problems = [], {}

@@ -113,7 +113,18 @@ def test_a_bad_staleness_limit_is_refused_naming_the_setting(monkeypatch):
     with pytest.raises(SettingsError, match=r"stale-data pause limit 'soon': timeframe 'soon' is not of the form"):
         build_stale_data_sensor([], pause_after="soon")
     monkeypatch.setenv("TRADAI_STALE_CANDLES_PAUSE_AFTER", "0h")
-    with pytest.raises(SettingsError, match=r"TRADAI_STALE_CANDLES_PAUSE_AFTER='0h': Value error, timeframe '0h'"):
+    with pytest.raises(SettingsError, match=r"TRADAI_STALE_CANDLES_PAUSE_AFTER='0h': timeframe '0h' is not of the form"):
         build_stale_data_sensor([])
     monkeypatch.delenv("TRADAI_STALE_CANDLES_PAUSE_AFTER")
     assert "more than 2h ago" in build_stale_data_sensor([]).description
+
+
+def test_the_pause_can_be_switched_off(memory_instance, backtest_store, tmp_path, monkeypatch):
+    """``make dev`` switches it off while its bots trade the local exchange, whose candles no sync stores."""
+    monkeypatch.setenv("TRADAI_STALE_CANDLES_PAUSE_AFTER", "off")
+    sensor = build_stale_data_sensor([strategy(unique("Off"))])
+    resources = {"arctic": backtest_store.arctic, "backtest_store": backtest_store, "notifier": Notifier(),
+                 "trading_state": SqliteTradingState(path=str(tmp_path / "off.db"))}
+    with dg.build_sensor_context(instance=memory_instance, resources=resources) as context:
+        result = sensor(context)
+    assert isinstance(result, dg.SkipReason) and "TRADAI_STALE_CANDLES_PAUSE_AFTER=off" in result.skip_message

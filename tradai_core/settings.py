@@ -92,18 +92,24 @@ class LifecycleSettings(EnvironmentSettings):
     challenger_interval_seconds: int = Field(300, ge=1, validation_alias="TRADAI_CHALLENGER_INTERVAL_SECONDS")
 
 
+PAUSE_OFF = "off"
+
+
 class StaleDataSettings(EnvironmentSettings):
     """When the platform pauses a bot's entries because its candles stopped arriving (sensors.stale_data)."""
 
     pause_after: str = Field("2h", validation_alias="TRADAI_STALE_CANDLES_PAUSE_AFTER")
     """A bot is paused when the newest stored candle of one of its pairs closed longer ago than this
-    (``<count><s|m|h|d|w>``). The hourly syncs leave the newest candle up to about 70 minutes old."""
+    (``<count><s|m|h|d|w>``), or never (``off``). The hourly syncs leave the newest candle up to about
+    70 minutes old."""
 
     @field_validator("pause_after")
     @classmethod
     def _a_duration(cls, value: str) -> str:
         from tradai_core.candles import timeframe_delta
 
+        if value == PAUSE_OFF:
+            return value
         timeframe_delta(value)  # a positive count of one unit, or a ValueError naming the value
         return value
 

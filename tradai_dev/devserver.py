@@ -325,6 +325,10 @@ class DevServer:
             # processes that each import MLflow; the product tracks runs and models only.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
+        if self.exchange_url:
+            # Bots here trade the local exchange's candles, which no sync stores: the sample in ArcticDB
+            # is years old and would pause every bot at once. Set the variable to watch them anyway.
+            self.environment.setdefault("TRADAI_STALE_CANDLES_PAUSE_AFTER", "off")
         self.services: list[Service] = []
         self.sample: Service | None = None
         self.preparing: list[Service] = []
