@@ -41,7 +41,7 @@ from tradai_assets.divergence import (
     load_settings,
 )
 from tradai_assets.market_data import content_hash
-from tradai_core.divergence import TradeFrameError, match_trades, summarise
+from tradai_core.divergence import TRADE_COLUMNS, TradeFrameError, match_trades, summarise
 from tradai_core.strategy_discovery import StrategySpec
 
 pytestmark = pytest.mark.integration
@@ -277,19 +277,7 @@ def test_an_ecs_bots_uploaded_export_reads_as_its_database(aws_env, tmp_path: Pa
 
 
 def trades(*rows: tuple) -> pd.DataFrame:
-    columns = [
-        "trade_id",
-        "pair",
-        "is_short",
-        "entry_time",
-        "exit_time",
-        "open_rate",
-        "close_rate",
-        "amount",
-        "fee_cost",
-        "profit_abs",
-        "is_open",
-    ]
+    columns = list(TRADE_COLUMNS)
     return pd.DataFrame([dict(zip(columns, r, strict=True)) for r in rows], columns=columns)
 
 
@@ -377,7 +365,11 @@ def test_an_ecs_bot_uploads_its_trades_with_its_heartbeat_and_a_local_bot_does_n
         return made
 
     ecs = runtime(f"s3://{bucket}/bots/{PROBE_ID}/config-1.json")
-    ecs.tick(freqtrade=None)  # due at once: a heartbeat, then the upload
+    from types import SimpleNamespace
+
+    from freqtrade.enums import State
+
+    ecs.tick(freqtrade=SimpleNamespace(state=State.RUNNING))  # due at once: a heartbeat, then the upload
 
     assert ecs.uploads == 1 and ecs.heartbeats.written == 1
     uploaded = S3BotTrades(stack="dev", bucket=bucket, endpoint_url=aws_env.url, region=aws_env.region).read(PROBE_ID)

@@ -40,6 +40,7 @@ from tradai_assets.backtests import BacktestInputError, plan_backtest, plotted_p
 from tradai_assets.deployments import DesiredState, bot_config, deployments_path
 from tradai_core.candles import timeframe_delta
 from tradai_core.divergence import (
+    TRADE_COLUMNS,
     DivergenceSummary,
     divergent_trades,
     match_trades,
@@ -150,21 +151,7 @@ def deployment_on(instance: dg.DagsterInstance, name: str, day_end: pd.Timestamp
 def replay_frame(trades: pd.DataFrame) -> pd.DataFrame:
     """Freqtrade's backtest trades in the matching's columns; trades force-closed at the end are open."""
     if trades.empty:
-        return pd.DataFrame(
-            columns=[
-                "trade_id",
-                "pair",
-                "is_short",
-                "entry_time",
-                "exit_time",
-                "open_rate",
-                "close_rate",
-                "amount",
-                "fee_cost",
-                "profit_abs",
-                "is_open",
-            ]
-        )
+        return pd.DataFrame(columns=list(TRADE_COLUMNS))
     is_open = trades["is_open"].astype(bool) if "is_open" in trades else trades["exit_reason"].eq("force_exit")
     fee_cost = trades["fee_open"] * trades["open_rate"] * trades["amount"] + (
         trades["fee_close"] * trades["close_rate"] * trades["amount"]
