@@ -344,10 +344,12 @@ def create_compute(
                 command=[
                     "sh",
                     "-c",
-                    f"python -m deploy.ensure_database --env {EnvVar.SWEEP_STORAGE_URL}"
-                    " && exec dagster code-server start -h 0.0.0.0"
-                    f" -p {aws_contract.CODE_LOCATION_PORT} -m {aws_contract.CODE_LOCATION_MODULE}"
-                    f" -a {aws_contract.CODE_LOCATION_ATTRIBUTE} --location-name {aws_contract.CODE_LOCATION_NAME}",
+                    (
+                        f"python -m deploy.ensure_database --env {EnvVar.SWEEP_STORAGE_URL}"
+                        " && exec dagster code-server start -h 0.0.0.0"
+                        f" -p {aws_contract.CODE_LOCATION_PORT} -m {aws_contract.CODE_LOCATION_MODULE}"
+                        f" -a {aws_contract.CODE_LOCATION_ATTRIBUTE} --location-name {aws_contract.CODE_LOCATION_NAME}"
+                    ),
                 ],
                 port=aws_contract.CODE_LOCATION_PORT,
                 health_check=[
