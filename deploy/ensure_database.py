@@ -1,8 +1,10 @@
 """Create the database named in a PostgreSQL URL if it does not exist yet.
 
 The MLflow service runs ``python -m deploy.ensure_database`` before ``mlflow server``: RDS creates
-only Dagster's database, and MLflow's lives on the same instance. Idempotent; the URL comes from
-MLFLOW_BACKEND_STORE_URI (a Secrets Manager entry) unless one is passed as an argument.
+only Dagster's database, and MLflow's lives on the same instance; the code location service runs
+``python -m deploy.ensure_database --env TRADAI_SWEEP_STORAGE_URL`` for the sweeps' Optuna database.
+Idempotent; the URL comes from MLFLOW_BACKEND_STORE_URI (a Secrets Manager entry), from the variable
+named after ``--env``, or from the argument.
 """
 
 from __future__ import annotations
@@ -45,9 +47,17 @@ def ensure_database(url: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    url = argv[1] if len(argv) > 1 else os.environ.get(EnvVar.MLFLOW_BACKEND_STORE_URI)
+    if len(argv) == 3 and argv[1] == "--env":
+        variable, url = argv[2], os.environ.get(argv[2])
+    elif len(argv) == 2 and argv[1] != "--env":
+        variable, url = None, argv[1]
+    elif len(argv) == 1:
+        variable, url = EnvVar.MLFLOW_BACKEND_STORE_URI, os.environ.get(EnvVar.MLFLOW_BACKEND_STORE_URI)
+    else:
+        print("usage: python -m deploy.ensure_database [URL | --env VARIABLE]", file=sys.stderr)
+        return 2
     if not url:
-        print(f"{EnvVar.MLFLOW_BACKEND_STORE_URI} is not set", file=sys.stderr)
+        print(f"{variable} is not set", file=sys.stderr)
         return 2
     created = ensure_database(url)
     database = urlsplit(url).path.lstrip("/")

@@ -53,6 +53,7 @@ def dagster_environment(
     execution_role_arn: str,
     run_log_group: str,
     database_url_secret_arn: str,
+    sweep_url_secret_arn: str,
 ) -> dict[str, str]:
     """Environment of every Dagster process: the product's runtime and what dagster.yaml reads."""
     return {
@@ -72,6 +73,7 @@ def dagster_environment(
         EnvVar.ECS_EXECUTION_ROLE_ARN: execution_role_arn,
         EnvVar.RUN_LOG_GROUP: run_log_group,
         EnvVar.DAGSTER_PG_URL_SECRET_ARN: database_url_secret_arn,
+        EnvVar.SWEEP_STORAGE_URL_SECRET_ARN: sweep_url_secret_arn,
     }
 
 
@@ -232,6 +234,7 @@ def create_compute(
             execution_role_arn=roles.execution.arn,
             run_log_group=logs["dagster-runs"].name,
             database_url_secret_arn=secrets.dagster_database_url.arn,
+            sweep_url_secret_arn=secrets.sweep_database_url.arn,
         ),
     ).apply(
         lambda a: {
@@ -239,7 +242,10 @@ def create_compute(
             **dagster_environment(env, region, mlflow_ui_url=f"https://{settings.host('mlflow')}", **a[1]),
         }
     )
-    dagster_secrets = secrets.dagster_database_url.arn.apply(lambda arn: {EnvVar.DAGSTER_PG_URL: arn})
+    # The instance's storage and the product's Optuna storage, by reference, in every Dagster process.
+    dagster_secrets = pulumi.Output.all(secrets.dagster_database_url.arn, secrets.sweep_database_url.arn).apply(
+        lambda arns: {EnvVar.DAGSTER_PG_URL: arns[0], EnvVar.SWEEP_STORAGE_URL: arns[1]}
+    )
 
     def task_definition(
         name: str, service: str, size_key: str, task_role: aws.iam.Role, container: pulumi.Output[dict]
@@ -333,20 +339,17 @@ def create_compute(
                 ),
                 dagster_secrets,
                 "code-location",
+                # RDS creates only Dagster's database: the sweeps' one is created here, before any
+                # sweep can be planned (the sweep job runs from this code location).
                 command=[
-                    "dagster",
-                    "code-server",
-                    "start",
-                    "-h",
-                    "0.0.0.0",
-                    "-p",
-                    str(aws_contract.CODE_LOCATION_PORT),
-                    "-m",
-                    aws_contract.CODE_LOCATION_MODULE,
-                    "-a",
-                    aws_contract.CODE_LOCATION_ATTRIBUTE,
-                    "--location-name",
-                    aws_contract.CODE_LOCATION_NAME,
+                    "sh",
+                    "-c",
+                    (
+                        f"python -m deploy.ensure_database --env {EnvVar.SWEEP_STORAGE_URL}"
+                        " && exec dagster code-server start -h 0.0.0.0"
+                        f" -p {aws_contract.CODE_LOCATION_PORT} -m {aws_contract.CODE_LOCATION_MODULE}"
+                        f" -a {aws_contract.CODE_LOCATION_ATTRIBUTE} --location-name {aws_contract.CODE_LOCATION_NAME}"
+                    ),
                 ],
                 port=aws_contract.CODE_LOCATION_PORT,
                 health_check=[

@@ -1,9 +1,12 @@
-"""RDS PostgreSQL 15: one instance, two databases (Dagster's ``dagster`` and MLflow's ``mlflow``).
+"""RDS PostgreSQL 15: one instance, three databases (Dagster's ``dagster``, MLflow's ``mlflow`` and the
+Optuna studies of sweeps, ``sweeps``).
 
 TLS is enforced by the parameter group (rds.force_ssl), storage is encrypted, the instance sits in
 the database subnets without a public address, and prod adds Multi-AZ, deletion protection and a
 longer backup retention (all from the stack's config). RDS creates ``dagster``; the MLflow service
-creates ``mlflow`` on start (deploy/ensure_database.py), so no SQL client has to reach the VPC.
+creates ``mlflow`` and the code location ``sweeps`` on start (deploy/ensure_database.py), so no SQL
+client has to reach the VPC. Optuna has a database of its own because it and Dagster both keep their
+schema revision in a table named ``alembic_version``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ ENGINE_VERSION = "15"
 MASTER_USERNAME = "tradai"
 DAGSTER_DATABASE = "dagster"
 MLFLOW_DATABASE = "mlflow"
+SWEEP_DATABASE = "sweeps"
 
 
 @dataclass
@@ -29,10 +33,11 @@ class Database:
     instance: aws.rds.Instance
     dagster_url: pulumi.Output[str]
     mlflow_url: pulumi.Output[str]
+    sweep_url: pulumi.Output[str]
 
 
 def postgres_url(password: str, host: str, database: str) -> str:
-    """SQLAlchemy URL (psycopg2 driver) that Dagster and MLflow both accept; TLS required."""
+    """SQLAlchemy URL (psycopg2 driver) that Dagster, MLflow and Optuna all accept; TLS required."""
     return (
         f"postgresql+psycopg2://{MASTER_USERNAME}:{quote(password, safe='')}@{host}:{POSTGRES_PORT}"
         f"/{database}?sslmode=require"
@@ -95,4 +100,9 @@ def create_database(settings: Settings, tags: Tagger, network: Network, groups: 
             )
         )
 
-    return Database(instance=instance, dagster_url=url(DAGSTER_DATABASE), mlflow_url=url(MLFLOW_DATABASE))
+    return Database(
+        instance=instance,
+        dagster_url=url(DAGSTER_DATABASE),
+        mlflow_url=url(MLFLOW_DATABASE),
+        sweep_url=url(SWEEP_DATABASE),
+    )

@@ -1,7 +1,7 @@
 """Secrets Manager entries; task definitions reference them by ARN, never by value.
 
-``tradai/{env}/dagster-database-url`` and ``tradai/{env}/mlflow-database-url`` are written from the
-RDS endpoint and the stack's ``dbPassword``; ``tradai/{env}/api-jwt`` from ``apiJwtSecret``. Each
+``tradai/{env}/dagster-database-url``, ``tradai/{env}/mlflow-database-url`` and
+``tradai/{env}/sweep-database-url`` (Optuna's studies) are written from the RDS endpoint and the stack's ``dbPassword``; ``tradai/{env}/api-jwt`` from ``apiJwtSecret``. Each
 exchange's key pair (``tradai/{env}/exchange/<id>``, JSON ``{"key", "secret"}``) is created empty:
 an operator puts the value (docs/deploy.md), so keys never pass through Pulumi state.
 """
@@ -26,12 +26,13 @@ JWT_TTL_MINUTES = 60
 class Secrets:
     dagster_database_url: aws.secretsmanager.Secret
     mlflow_database_url: aws.secretsmanager.Secret
+    sweep_database_url: aws.secretsmanager.Secret
     api_jwt: aws.secretsmanager.Secret
     exchanges: dict[str, aws.secretsmanager.Secret]
 
     @property
     def arns(self) -> list[pulumi.Output[str]]:
-        entries = [self.dagster_database_url, self.mlflow_database_url, self.api_jwt]
+        entries = [self.dagster_database_url, self.mlflow_database_url, self.sweep_database_url, self.api_jwt]
         return [secret.arn for secret in [*entries, *self.exchanges.values()]]
 
 
@@ -64,6 +65,15 @@ def create_secrets(settings: Settings, tags: Tagger, database: Database) -> Secr
     )
     aws.secretsmanager.SecretVersion(
         "mlflow-database-url-value", secret_id=mlflow_url.id, secret_string=database.mlflow_url
+    )
+    sweep_url = secret(
+        "sweep-database-url",
+        aws_contract.secret_name(env, aws_contract.SWEEP_DATABASE_URL_SECRET),
+        "dagster",
+        "Optuna study storage of sweeps: SQLAlchemy URL of the sweeps database",
+    )
+    aws.secretsmanager.SecretVersion(
+        "sweep-database-url-value", secret_id=sweep_url.id, secret_string=database.sweep_url
     )
     api_jwt = secret(
         "api-jwt",
@@ -100,5 +110,9 @@ def create_secrets(settings: Settings, tags: Tagger, database: Database) -> Secr
         for exchange in settings.exchanges
     }
     return Secrets(
-        dagster_database_url=dagster_url, mlflow_database_url=mlflow_url, api_jwt=api_jwt, exchanges=exchanges
+        dagster_database_url=dagster_url,
+        mlflow_database_url=mlflow_url,
+        sweep_database_url=sweep_url,
+        api_jwt=api_jwt,
+        exchanges=exchanges,
     )

@@ -35,6 +35,10 @@ class EnvVar:
     # Dagster instance (deploy/dagster.yaml).
     DAGSTER_PG_URL: Final = "DAGSTER_PG_URL"  # secret: postgresql://...?sslmode=require
     DAGSTER_PG_URL_SECRET_ARN: Final = "TRADAI_DAGSTER_PG_URL_SECRET_ARN"
+    # Optuna's study storage of TPE/NSGA-II sweeps (resources/sweep_studies.py): on AWS a database of its
+    # own on the stack's RDS instance (Optuna and Dagster both keep an alembic_version table).
+    SWEEP_STORAGE_URL: Final = "TRADAI_SWEEP_STORAGE_URL"  # secret: postgresql+psycopg2://.../sweeps?sslmode=require
+    SWEEP_STORAGE_URL_SECRET_ARN: Final = "TRADAI_SWEEP_STORAGE_URL_SECRET_ARN"
     LOGS_BUCKET: Final = "TRADAI_LOGS_BUCKET"
     ECS_CLUSTER: Final = "TRADAI_ECS_CLUSTER"
     RUN_SUBNET_IDS: Final = "TRADAI_RUN_SUBNET_IDS"  # comma-separated
@@ -101,8 +105,12 @@ DAGSTER_INSTANCE_ENV: Final = (
     EnvVar.ECS_EXECUTION_ROLE_ARN,
     EnvVar.RUN_LOG_GROUP,
     EnvVar.DAGSTER_PG_URL_SECRET_ARN,
+    EnvVar.SWEEP_STORAGE_URL_SECRET_ARN,
 )
 DAGSTER_INSTANCE_SECRETS: Final = (EnvVar.DAGSTER_PG_URL,)
+# Secrets the product's code reads in every Dagster process and run task (definitions.py, TRADAI_ENV=aws).
+# The run launcher hands them to run tasks by ARN (deploy/dagster.yaml), as it does the instance's URL.
+PRODUCT_RUNTIME_SECRETS: Final = (EnvVar.SWEEP_STORAGE_URL,)
 # deploy/workspace.yaml reads these (webserver and daemon only).
 DAGSTER_WORKSPACE_ENV: Final = (EnvVar.CODE_LOCATION_HOST, EnvVar.CODE_LOCATION_PORT)
 
@@ -157,6 +165,7 @@ TRADING_MODES: Final = ("live", "dry_run")
 
 DAGSTER_DATABASE_URL_SECRET: Final = "dagster-database-url"
 MLFLOW_DATABASE_URL_SECRET: Final = "mlflow-database-url"
+SWEEP_DATABASE_URL_SECRET: Final = "sweep-database-url"
 API_JWT_SECRET: Final = "api-jwt"
 # JSON keys of the API's JWT entry, mapped to the variables the API reads.
 API_JWT_SECRET_KEYS: Final = {

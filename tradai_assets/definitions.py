@@ -66,7 +66,7 @@ def build_resources(env: str) -> dict[str, dg.ConfigurableResource]:
             image=dg.EnvVar(EnvVar.BOT_IMAGE),
         )
         trading_state = DynamoTradingState(stack=dg.EnvVar(EnvVar.TRADAI_STACK))
-        sweep_studies = SweepStudies(storage_url=dg.EnvVar("TRADAI_SWEEP_STORAGE_URL"))
+        sweep_studies = SweepStudies(storage_url=dg.EnvVar(EnvVar.SWEEP_STORAGE_URL))
         bot_trades = S3BotTrades(stack=dg.EnvVar(EnvVar.TRADAI_STACK))
     else:
         arctic = ArcticStore(uri=settings.local_arctic_uri())

@@ -41,8 +41,35 @@ def test_dagster_yaml_reads_only_contract_names(dagster_yaml):
 def test_the_launcher_lists_its_secrets_explicitly_and_discovers_none_by_tag(dagster_yaml):
     launcher = _launcher(dagster_yaml)
     assert launcher["secrets_tag"] is None
-    assert [s["name"] for s in launcher["secrets"]] == list(aws_contract.DAGSTER_INSTANCE_SECRETS)
-    assert launcher["secrets"][0]["valueFrom"] == {"env": EnvVar.DAGSTER_PG_URL_SECRET_ARN}
+    assert [s["name"] for s in launcher["secrets"]] == [
+        *aws_contract.DAGSTER_INSTANCE_SECRETS,
+        *aws_contract.PRODUCT_RUNTIME_SECRETS,
+    ]
+    assert {s["name"]: s["valueFrom"] for s in launcher["secrets"]} == {
+        EnvVar.DAGSTER_PG_URL: {"env": EnvVar.DAGSTER_PG_URL_SECRET_ARN},
+        EnvVar.SWEEP_STORAGE_URL: {"env": EnvVar.SWEEP_STORAGE_URL_SECRET_ARN},
+    }
+
+
+def test_sweep_workers_get_the_optuna_storage_and_the_queue_holds_them_to_their_limit(dagster_yaml):
+    """Every run task (a sweep worker among them) finds Optuna's database by reference; sweep runs are
+    counted by their tradai/kind tag, sized as RUN_SIZES["sweep"] and launched mostly on Fargate Spot.
+    tests/test_sweep_ecs.py launches sweep batches through this queue and launcher against moto."""
+    launcher = _launcher(dagster_yaml)
+    assert EnvVar.SWEEP_STORAGE_URL not in launcher["env_vars"]  # the URL holds the password: secret only
+    assert EnvVar.SWEEP_STORAGE_URL_SECRET_ARN in launcher["env_vars"]
+    tags = aws_contract.ecs_run_tags("sweep")
+    (limit,) = [
+        rule
+        for rule in dagster_yaml["concurrency"]["runs"]["tag_concurrency_limits"]
+        if rule["key"] == aws_contract.RUN_KIND_TAG and rule["value"] == tags[aws_contract.RUN_KIND_TAG]
+    ]
+    assert 1 <= limit["limit"] <= dagster_yaml["concurrency"]["runs"]["max_concurrent_runs"]
+    assert (tags["ecs/cpu"], tags["ecs/memory"]) == tuple(str(v) for v in aws_contract.RUN_SIZES["sweep"].values())
+    assert "ecs/run_task_kwargs" not in tags  # no per-run capacity: the launcher's Spot-first strategy applies
+    strategy = {p["capacityProvider"]: p["weight"] for p in launcher["run_task_kwargs"]["capacityProviderStrategy"]}
+    assert strategy["FARGATE_SPOT"] > strategy["FARGATE"]
+
 
 
 def test_run_tasks_get_everything_the_instance_and_the_product_read(dagster_yaml):
@@ -121,7 +148,9 @@ def test_dagster_task_definitions_provide_everything_the_instance_reads(stacks, 
     names = _names(container)
     assert names <= CONTRACT_NAMES
     assert env_reads(dagster_yaml) | set(_launcher(dagster_yaml)["env_vars"]) <= names
-    assert set(secret_refs(container)) == set(aws_contract.DAGSTER_INSTANCE_SECRETS)
+    assert set(secret_refs(container)) == set(aws_contract.DAGSTER_INSTANCE_SECRETS) | set(
+        aws_contract.PRODUCT_RUNTIME_SECRETS
+    )
     if family in ("webserver", "daemon"):
         assert set(aws_contract.DAGSTER_WORKSPACE_ENV) <= names
         assert WORKSPACE_FILE in container["command"]
@@ -137,6 +166,9 @@ def test_the_launcher_settings_point_at_the_stacks_own_resources(stacks, stack):
     ]
     assert secret_refs(container)[EnvVar.DAGSTER_PG_URL] == secret_arn
     assert env[EnvVar.DAGSTER_PG_URL_SECRET_ARN] == secret_arn
+    sweep_arn = record.by_output("name", aws_contract.secret_name(stack, "sweep-database-url")).outputs["arn"]
+    assert secret_refs(container)[EnvVar.SWEEP_STORAGE_URL] == sweep_arn
+    assert env[EnvVar.SWEEP_STORAGE_URL_SECRET_ARN] == sweep_arn
     assert env[EnvVar.ECS_CLUSTER] == aws_contract.cluster_name(stack)
     assert env[EnvVar.RUN_SUBNET_IDS] == "subnet-private-subnet-us-east-1a,subnet-private-subnet-us-east-1b"
     assert env[EnvVar.RUN_SECURITY_GROUP_IDS] == "sg-ecs-security-group"

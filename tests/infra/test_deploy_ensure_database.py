@@ -58,6 +58,22 @@ def test_the_mlflow_service_command_reads_the_backend_store_variable(database_na
     assert _exists(database_name)
 
 
+def test_the_code_location_command_creates_the_sweeps_database_from_its_variable(database_name):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        EnvVar.SWEEP_STORAGE_URL: f"{SERVER}/{database_name}",
+    }
+    command = [sys.executable, "-m", "deploy.ensure_database", "--env", EnvVar.SWEEP_STORAGE_URL]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"database {database_name} created"
+    unset = subprocess.run(
+        command, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert unset.returncode == 2 and f"{EnvVar.SWEEP_STORAGE_URL} is not set" in unset.stderr
+
+
 def test_refuses_a_url_without_a_database():
     with pytest.raises(ValueError, match="names no database"):
         ensure_database(f"{SERVER}/")

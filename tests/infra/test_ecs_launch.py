@@ -184,6 +184,7 @@ class AwsWorld:
     run_role_arn: str
     execution_role_arn: str
     database_secret_arn: str
+    sweep_secret_arn: str
     run_log_group: str
 
 
@@ -231,6 +232,10 @@ def aws(servers, postgres_url):
             Name=aws_contract.secret_name(STACK, aws_contract.DAGSTER_DATABASE_URL_SECRET),
             SecretString=postgres_url,
         )
+        sweep_secret = boto3.client("secretsmanager").create_secret(
+            Name=aws_contract.secret_name(STACK, aws_contract.SWEEP_DATABASE_URL_SECRET),
+            SecretString=postgres_url,
+        )
         run_log_group = f"/tradai/{STACK}/dagster-runs"
         boto3.client("logs").create_log_group(logGroupName=run_log_group)
         boto3.client("s3").create_bucket(Bucket=aws_contract.bucket_name("logs", STACK))
@@ -240,6 +245,7 @@ def aws(servers, postgres_url):
             run_role_arn=run_role["Role"]["Arn"],
             execution_role_arn=execution_role["Role"]["Arn"],
             database_secret_arn=secret["ARN"],
+            sweep_secret_arn=sweep_secret["ARN"],
             run_log_group=run_log_group,
         )
     finally:
@@ -263,6 +269,7 @@ def daemon_environment(aws, postgres_url, tmp_path_factory):
         execution_role_arn=aws.execution_role_arn,
         run_log_group=aws.run_log_group,
         database_url_secret_arn=aws.database_secret_arn,
+        sweep_url_secret_arn=aws.sweep_secret_arn,
     )
     env |= bot_management_environment(
         STACK,
@@ -278,7 +285,8 @@ def daemon_environment(aws, postgres_url, tmp_path_factory):
         cost_center="research",
     )
     env[EnvVar.DAGSTER_HOME] = str(dagster_home)
-    env[EnvVar.DAGSTER_PG_URL] = postgres_url  # ECS injects the secret's value
+    env[EnvVar.DAGSTER_PG_URL] = postgres_url  # ECS injects the secrets' values
+    env[EnvVar.SWEEP_STORAGE_URL] = postgres_url
     return env
 
 
@@ -422,7 +430,10 @@ def test_the_task_in_ecs_runs_that_definition_on_spot_with_the_overrides(launch,
     (container,) = definition["containerDefinitions"]
     assert container["name"] == aws_contract.RUN_CONTAINER_NAME
     assert container["image"] == IMAGE  # DAGSTER_CURRENT_IMAGE of the code location
-    assert container["secrets"] == [{"name": EnvVar.DAGSTER_PG_URL, "valueFrom": aws.database_secret_arn}]
+    assert container["secrets"] == [
+        {"name": EnvVar.DAGSTER_PG_URL, "valueFrom": aws.database_secret_arn},
+        {"name": EnvVar.SWEEP_STORAGE_URL, "valueFrom": aws.sweep_secret_arn},
+    ]
     passed = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["run_launcher"]["config"][
         "env_vars"
     ]

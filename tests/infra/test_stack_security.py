@@ -186,6 +186,10 @@ def test_database_urls_require_tls_and_secrets_stay_out_of_plain_inputs(stacks, 
         "/dagster?sslmode=require"
     )
     assert mlflow.endswith("/mlflow?sslmode=require")
+    sweeps = versions[
+        record.by_output("name", aws_contract.secret_name(stack, "sweep-database-url")).outputs["arn"]
+    ]
+    assert sweeps.startswith("postgresql+psycopg2://tradai:") and sweeps.endswith("/sweeps?sslmode=require")
     # The password is URL-quoted in the URLs and appears nowhere but in RDS and the secret values.
     password = DEPLOY_TIME_CONFIG["tradai:dbPassword"]
     assert "offline-db-password%2F%2B%3D@" in dagster
@@ -332,6 +336,7 @@ def test_the_execution_role_reads_only_the_stacks_secrets(stacks, stack):
     assert {r.outputs["name"] for r in record.of_type("aws:secretsmanager/secret:Secret")} == {
         aws_contract.secret_name(stack, aws_contract.DAGSTER_DATABASE_URL_SECRET),
         aws_contract.secret_name(stack, aws_contract.MLFLOW_DATABASE_URL_SECRET),
+        aws_contract.secret_name(stack, aws_contract.SWEEP_DATABASE_URL_SECRET),
         aws_contract.secret_name(stack, aws_contract.API_JWT_SECRET),
         aws_contract.exchange_secret_name(stack, "binance"),
     }
