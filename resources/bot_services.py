@@ -745,3 +745,15 @@ def _normalised(wanted: Any, existing: Any) -> Any:
             return existing
         return [_normalised(w, e) for w, e in zip(_sorted_items(wanted), _sorted_items(existing), strict=True)]
     return existing
+
+
+def read_config_object(bucket: str, key: str) -> str:
+    """An ECS bot's deployed config (what ``EcsBotServices.write_config`` stored), read by the bot itself
+    with its task role; ``BotServiceError`` names what failed."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except (ClientError, BotoCoreError) as exc:
+        raise BotServiceError(f"s3://{bucket}/{key}: {exc}") from exc

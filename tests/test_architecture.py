@@ -35,9 +35,9 @@ ALLOWED = {
     "tradai_assets": {"sensors", "resources", "tradai_core"},
     "simulator": {"tradai_core"},
 }
-# The clients of the outside world that only resources may use: assets and sensors ask a resource.
+# The clients of the outside world that only resources may use: the programs above them ask a resource.
 RESOURCE_ONLY_CLIENTS = ("mlflow", "boto3", "botocore", "ccxt")
-CLIENT_FREE_ROOMS = ("tradai_assets", "sensors")
+CLIENT_FREE_ROOMS = ("tradai_assets", "sensors", "tradai_api", "tradai_client", "tradai_bot")
 # Strategies must also run under plain Freqtrade: of the product, they see only the strategy base class.
 STRATEGY_SDK = {"tradai_core.model_strategy", "tradai_core.model_settings"}
 

@@ -200,12 +200,11 @@ def load_config(config_path: str) -> dict[str, Any]:
         bucket, _, key = config_path.removeprefix("s3://").partition("/")
         if not bucket or not key:
             raise BotRuntimeError(f"{name}={config_path}: expected s3://bucket/key")
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        from resources.bot_services import BotServiceError, read_config_object
 
         try:
-            text = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        except (ClientError, BotoCoreError) as exc:
+            text = read_config_object(bucket, key)
+        except BotServiceError as exc:
             raise BotRuntimeError(f"{name}={config_path}: cannot read the config: {exc}") from exc
     else:
         path = Path(config_path)
