@@ -183,6 +183,24 @@ class ModelStore:
             return self._locks.setdefault(model, threading.Lock())
 
 
+class SweepRecords:
+    """The sweep store in ArcticDB (library ``sweeps``: plans, trial results, summaries, cancellation
+    marks), through the product's ``SweepStore``."""
+
+    def __init__(self, arctic_uri: str):
+        self.arctic_uri = arctic_uri
+        self._store = None
+
+    def store(self):
+        if self._store is None:
+            heavy_modules_imported()
+            from resources.arctic import ArcticStore
+            from resources.sweep_store import SweepStore
+
+            self._store = SweepStore(arctic=ArcticStore(uri=self.arctic_uri))
+        return self._store
+
+
 class BotBackends:
     """Where the bots run and where they report: ``bot_services`` (local supervised processes, or ECS
     services) and ``trading_state`` (heartbeats in SQLite, or DynamoDB), picked by ``TRADAI_ENV`` as
