@@ -27,6 +27,8 @@ HEAVY_MODULES = (
     "arcticdb",
     "tradai_core.universe",
     "tradai_core.strategy_config",
+    "resources.freqtrade_runner",
+    "freqtrade.strategy.hyper",  # a sweep's parameter check reads the strategy's declarations with it
 )
 
 
