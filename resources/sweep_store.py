@@ -3,7 +3,8 @@
 Library ``sweeps``: ``<sweep_id>|plan`` (the spec, the searched dimensions, the pinned inputs and,
 for grid and random searches, every trial's parameters), ``<sweep_id>|trial|<nnnn>`` (one trial's
 result: status, parameters, objectives, metrics, lineage; a re-run writes a new version) and
-``<sweep_id>|summary`` (the ranked trials). Every trial writes only its own symbol, so the trials of
+``<sweep_id>|summary`` (the ranked trials), and ``<sweep_id>|cancelled`` once someone cancelled the
+sweep (who, when): the sweep sensor launches nothing more of it and its trials refuse to run. Every trial writes only its own symbol, so the trials of
 a sweep run in parallel safely; the plan is written once.
 """
 
@@ -45,6 +46,21 @@ class SweepStore(ConfigurableResource):
 
     def sweep_ids(self) -> list[str]:
         return sorted(s.removesuffix("|plan") for s in self._lib().list_symbols(regex=r"\|plan$"))
+
+    def write_cancellation(self, sweep_id: str, by: str, at: str) -> dict[str, Any]:
+        """Marks the sweep cancelled (the first mark stays); answers the mark."""
+        earlier = self.cancellation(sweep_id)
+        if earlier is not None:
+            return earlier
+        mark = {"by": by, "at": at}
+        self._lib().write_pickle(f"{sweep_id}|cancelled", json.dumps(mark))
+        return mark
+
+    def cancellation(self, sweep_id: str) -> dict[str, Any] | None:
+        lib = self._lib()
+        if not lib.has_symbol(f"{sweep_id}|cancelled"):
+            return None
+        return json.loads(lib.read(f"{sweep_id}|cancelled").data)
 
     def write_trial(self, sweep_id: str, number: int, result: dict[str, Any]) -> None:
         self._lib().write_pickle(f"{sweep_id}|trial|{number:04d}", json.dumps(result, sort_keys=True))

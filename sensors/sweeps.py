@@ -6,7 +6,7 @@ Batches are partition ranges of ``sweeps/trial`` (``trials_per_run`` trials each
 sweep id and the run kind ``sweep``: the run queue admits as many at once as the instance's
 ``tradai/kind=sweep`` limit allows (dagster.yaml), locally and on ECS alike. Run keys make every
 request once; a summary is requested again when more trials have finished since the last one (a
-failed trial re-run from the UI).
+failed trial re-run from the UI). A cancelled sweep (its mark in the sweep store) gets no more runs.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def sweep_requests(instance: dg.DagsterInstance, store: SweepStore) -> list[dg.R
     summarised = instance.get_materialized_partitions(SWEEP_SUMMARY_KEY)
     for sweep_id in instance.get_dynamic_partitions(SWEEPS.name):
         plan = store.plan(sweep_id)
-        if plan is None:
+        if plan is None or store.cancellation(sweep_id) is not None:
             continue
         keys = [t["key"] for t in plan["trials"]]
         batch = int(plan["spec"].get("trials_per_run", 10))

@@ -5,6 +5,7 @@ nothing."""
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -48,6 +49,7 @@ def app(root, graphql_url):
     # timeout is 10 s, the health probe's too).
     app.state.services.market_data.check()
     app.state.services.artifacts.check()
+    importlib.import_module("freqtrade.strategy.hyper")  # what a sweep's parameter check reads with
     return app
 
 

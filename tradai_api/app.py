@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradai_api.dagster_client import DagsterError, DagsterUnavailable
 from tradai_api.deps import Services
-from tradai_api.routes import backtests, bots, data, health, models, strategies
+from tradai_api.routes import backtests, bots, data, health, models, strategies, sweeps
 from tradai_api.settings import ApiSettings
 from tradai_api.stores import BotBackends, warm_up
 
@@ -80,7 +80,7 @@ def create_app(settings: ApiSettings, bot_backends: BotBackends | None = None) -
     app = FastAPI(
         title="TradAI API",
         version="1",
-        description="Backtests, strategies, market data, models and bots of TradAI. Every route but /api/v1/health "
+        description="Backtests, parameter sweeps, strategies, market data, models and bots of TradAI. Every route but /api/v1/health "
         "needs a bearer JWT whose `scope` claim holds the route's scope (backtests:read, backtests:run, data:read, "
         "data:sync, models:read, models:write, bots:read, bots:write); with the admin scope, /api/v1/health also "
         "says where each component is and what it answered.",
@@ -107,7 +107,7 @@ def create_app(settings: ApiSettings, bot_backends: BotBackends | None = None) -
     async def dagster_error(request: Request, exc: DagsterError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=502)
 
-    for module in (health, backtests, strategies, data, models, bots):
+    for module in (health, backtests, sweeps, strategies, data, models, bots):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

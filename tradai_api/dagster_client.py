@@ -324,6 +324,27 @@ class DagsterClient:
             raise RunNotTerminable(result["message"], RunRecord.from_graphql(result["run"]))
         return RunRecord.from_graphql(self._expect(result, "TerminateRunSuccess", f"cancelling run {run_id}")["run"])
 
+    def partition_statuses(self, asset_key: list[str]) -> dict[str, str]:
+        """{partition key: materialized, failed or in_progress} of a partitioned asset; a partition
+        without a run is absent. Empty when no loaded code location defines the asset."""
+        data = self.query(
+            """query Statuses($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename
+                 ... on AssetNode { assetPartitionStatuses { __typename
+                   ... on DefaultPartitionStatuses { materializedPartitions failedPartitions materializingPartitions } } }
+                 ... on AssetNotFoundError { message } } }""",
+            {"key": {"path": asset_key}},
+        )
+        result = data["assetNodeOrError"]
+        if result["__typename"] == "AssetNotFoundError":
+            return {}
+        statuses = self._expect(result, "AssetNode", f"reading asset {'/'.join(asset_key)}")["assetPartitionStatuses"]
+        if statuses["__typename"] != "DefaultPartitionStatuses":
+            raise DagsterError(f"asset {'/'.join(asset_key)} is not partitioned by a list of keys ({statuses['__typename']})")
+        out = {key: "materialized" for key in statuses["materializedPartitions"]}
+        out.update({key: "failed" for key in statuses["failedPartitions"]})
+        out.update({key: "in_progress" for key in statuses["materializingPartitions"]})
+        return out
+
     def latest_materialization(self, asset_key: list[str]) -> Materialization | None:
         data = self.query(
             f"""query Latest($key: AssetKeyInput!) {{ assetOrError(assetKey: $key) {{ __typename

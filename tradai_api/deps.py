@@ -20,7 +20,7 @@ from tradai_api.auth import (
 from tradai_api.dagster_client import DagsterClient, RunOutcome
 from tradai_api.ratelimit import RateLimiter, retry_after_header
 from tradai_api.settings import ApiSettings
-from tradai_api.stores import BacktestArtifacts, BotBackends, MarketData, ModelStore
+from tradai_api.stores import BacktestArtifacts, BotBackends, MarketData, ModelStore, SweepRecords
 
 # Declares the bearer scheme in the OpenAPI document (the Authorize button at /docs); the header is
 # checked by ``authorize`` so that every failure gets the same 401 with a reason.
@@ -36,6 +36,7 @@ class Services:
     artifacts: BacktestArtifacts
     market_data: MarketData
     models: ModelStore
+    sweeps: SweepRecords
     bots_override: BotBackends | None = None
     # Serialises "is there a run for this idempotency key? no: launch one" within this process.
     launch_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -59,6 +60,7 @@ class Services:
             artifacts=BacktestArtifacts(settings.mlflow_tracking_uri),
             market_data=MarketData(settings.arctic_uri, settings.universe_path),
             models=ModelStore(settings.mlflow_tracking_uri, settings.arctic_uri),
+            sweeps=SweepRecords(settings.arctic_uri),
             bots_override=bots,
         )
 

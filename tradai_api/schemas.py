@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from tradai_core.sweeps import SWEEP_ID_PATTERN, SweepSpec
+
 STRATEGY_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
 PAIR = r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20})?$"
 TIMEFRAME = r"^[1-9][0-9]{0,3}[smhdwM]$"
@@ -413,3 +415,82 @@ class KillSwitchResult(BaseModel):
     include_dry_run: bool
     stopped: list[dict[str, Any]] = Field(description="Every bot stopped, as its backend reports it")
     left_running: list[dict[str, Any]] = Field(description="Running dry-run bots left alone (without include_dry_run)")
+
+
+# Sweeps -------------------------------------------------------------------------------------------
+
+SweepState = Literal[
+    "planning", "planning_failed", "running", "finished", "summarised", "cancelling", "cancelled"
+]
+
+
+class SweepRequest(SweepSpec):
+    """A sweep spec (tradai_core.sweeps.SweepSpec, the run config of the `sweep` job) and its id."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"strategy": "SampleStrategy", "timerange": "20180115-20180125", "search": "grid",
+                      "grid": {"buy_rsi": [25, 30, 35]}, "budget": 3, "objective": "sharpe", "min_trades": 5}],
+    })
+
+    strategy: str = Field(pattern=STRATEGY_NAME, description="Strategy class name")
+    timerange: str = Field(max_length=17, description="YYYYMMDD-YYYYMMDD, inside the stored candles")
+    budget: int = Field(ge=1, le=100_000, description="Number of trials (a grid may have fewer combinations)")
+    pairs: list[Pair] | None = Field(default=None, min_length=1, max_length=500)
+    sweep_id: str | None = Field(
+        default=None, pattern=SWEEP_ID_PATTERN.pattern,
+        description="1-48 lower-case letters, digits or underscores; default <strategy>_<UTC time>",
+    )
+
+    @field_validator("overrides", "grid")
+    @classmethod
+    def _not_too_deep(cls, value: dict[str, Any]) -> dict[str, Any]:
+        depth = nesting_depth(value)
+        if depth > MAX_OVERRIDES_DEPTH:
+            raise ValueError(f"nests {depth} levels deep; at most {MAX_OVERRIDES_DEPTH} are allowed")
+        return value
+
+
+class SweepAccepted(BaseModel):
+    sweep_id: str
+    state: SweepState
+    job_id: str = Field(description="The Dagster run of the `sweep` job that plans it")
+    links: Links
+
+
+class SweepSummary(BaseModel):
+    sweep_id: str
+    strategy: str | None
+    state: SweepState
+    objective: str | None = None
+    planned: int = 0
+    materialized: int = Field(0, description="Trials done")
+    failed: int = 0
+    in_progress: int = 0
+    pending: int = 0
+    best_trial: str | None = None
+    best_parameters: dict[str, Any] | None = None
+    best_objective: float | None = None
+    links: Links
+
+
+class SweepDetail(SweepSummary):
+    trials: dict[str, str] = Field(default_factory=dict, description="Trial key -> materialized, failed, in_progress, pending")
+    errors: dict[str, str] = Field(default_factory=dict, description="Failed trials' errors")
+    error: str | None = Field(None, description="Why the sweep did not start (state planning_failed)")
+    cancelled: dict[str, Any] | None = Field(None, description="Who cancelled it and when")
+    job_id: str | None = Field(None, description="The Dagster run that planned it")
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummary]
+
+
+class SweepResults(BaseModel):
+    sweep_id: str
+    strategy: str
+    objective: str
+    complete: bool = Field(description="Every planned trial has a result")
+    best_trial: str | None
+    best_parameters: dict[str, Any] | None
+    best_objective: float | None
+    trials: list[dict[str, Any]] = Field(description="Ranked best first: rank, trial, status, objective(s), metrics, param.<name>, error")

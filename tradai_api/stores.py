@@ -27,6 +27,8 @@ HEAVY_MODULES = (
     "arcticdb",
     "tradai_core.universe",
     "tradai_core.strategy_config",
+    "resources.freqtrade_runner",
+    "freqtrade.strategy.hyper",  # a sweep's parameter check reads the strategy's declarations with it
 )
 
 
@@ -181,6 +183,24 @@ class ModelStore:
     def lock(self, model: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(model, threading.Lock())
+
+
+class SweepRecords:
+    """The sweep store in ArcticDB (library ``sweeps``: plans, trial results, summaries, cancellation
+    marks), through the product's ``SweepStore``."""
+
+    def __init__(self, arctic_uri: str):
+        self.arctic_uri = arctic_uri
+        self._store = None
+
+    def store(self):
+        if self._store is None:
+            heavy_modules_imported()
+            from resources.arctic import ArcticStore
+            from resources.sweep_store import SweepStore
+
+            self._store = SweepStore(arctic=ArcticStore(uri=self.arctic_uri))
+        return self._store
 
 
 class BotBackends:

@@ -67,12 +67,15 @@ from tradai_core.sweeps import (
     TrialResult,
     by_space,
     check_sweep_id,
+    default_sweep_id,
     dimensions,
     judge,
     merge_parameters,
     parse_spec,
     plan_grid_or_random,
     rank,
+    ranked_rows,
+    results_of,
     sweep_of,
     trial_key,
 )
@@ -81,10 +84,6 @@ TRIALS_PER_RUN = 10  # the backfill policy's batch for trials re-run from the UI
 
 
 # Planning -----------------------------------------------------------------------------------------
-
-
-def default_sweep_id(strategy: str, now: datetime | None = None) -> str:
-    return f"{strategy.lower()[:30]}_{(now or datetime.now(UTC)):%Y%m%d%H%M%S}"
 
 
 def _sweep_config(spec: SweepSpec, strategy: StrategySpec, base_path: Path) -> dict[str, Any]:
@@ -312,27 +311,9 @@ def run_sweep(
 # Summary ------------------------------------------------------------------------------------------
 
 
-def results_of(records: list[dict[str, Any]]) -> list[TrialResult]:
-    return [TrialResult(**r) for r in records]
-
-
 def ranked_frame(spec: SweepSpec, results: list[TrialResult]) -> pd.DataFrame:
-    """The ranked trials: rank (ranked trials only), key, status, objectives, main metrics, parameters."""
-    rows = []
-    position = 0
-    for r in rank(spec, results):
-        ranked = r.status == "ok" and r.objective is not None
-        position += ranked
-        row: dict[str, Any] = {"rank": position if ranked else None, "trial": r.key, "status": r.status}
-        for name, value in zip(spec.objectives, r.objectives or [None] * len(spec.objectives)):
-            row[name] = value
-        for metric in ("trades", "profit_total", "sharpe", "max_drawdown"):
-            row.setdefault(metric, r.metrics.get(metric))
-        row.update({f"param.{k}": v for k, v in r.params.items()})
-        row["error"] = r.error
-        row["mlflow_run_id"] = r.mlflow_run_id
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """The ranked trials (tradai_core.sweeps.ranked_rows) as a table."""
+    return pd.DataFrame(ranked_rows(spec, results))
 
 
 def objective_png(spec: SweepSpec, results: list[TrialResult], dims: list[Dimension]) -> bytes:
@@ -539,6 +520,13 @@ def build_sweeps(specs: list[StrategySpec], base_path: Path = BASE_CONFIG_PATH) 
             if plan is None:
                 raise dg.Failure(
                     description=f"sweep {sweep_id}: no stored plan (was it started with the {SWEEP_JOB} job?)"
+                )
+            cancelled = sweep_store.cancellation(sweep_id)
+            if cancelled is not None:
+                # A batch that a sensor tick requested while the sweep was being cancelled.
+                raise dg.Failure(
+                    description=f"sweep {sweep_id} was cancelled by {cancelled['by']} at {cancelled['at']}; "
+                    f"trials {numbers} are not run"
                 )
             try:
                 for result in run_trials(

@@ -1,4 +1,4 @@
-"""``tradai``: backtests, strategies, market data, models and bots from the shell, through the HTTP API.
+"""``tradai``: backtests, sweeps, strategies, market data, models and bots from the shell, through the HTTP API.
 
 The API's URL and token come from ``TRADAI_API_URL`` / ``TRADAI_API_TOKEN`` or the config file
 (see ``tradai_client.client``). ``tradai token`` and ``tradai strategy new`` work without the API.
@@ -7,6 +7,7 @@ The API's URL and token come from ``TRADAI_API_URL`` / ``TRADAI_API_TOKEN`` or t
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -199,6 +200,201 @@ def backtests_cancel(job_id):
 
 
 # Strategies ---------------------------------------------------------------------------------------
+
+
+# Sweeps -------------------------------------------------------------------------------------------
+
+
+def parse_grid(items: tuple[str, ...]) -> dict[str, list[Any]]:
+    """``name=v1,v2,...`` (repeatable) -> {name: [values]}; numbers, true/false and quoted strings as JSON."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE,VALUE,...", param_hint="--grid")
+        parsed = []
+        for value in values.split(","):
+            try:
+                parsed.append(json.loads(value))
+            except json.JSONDecodeError:
+                parsed.append(value)  # a bare word is a category
+        grid[name] = parsed
+    return grid
+
+
+def parse_ranges(items: tuple[str, ...]) -> dict[str, list[float]]:
+    ranges: dict[str, list[float]] = {}
+    for item in items:
+        name, sep, bounds = item.partition("=")
+        low, colon, high = bounds.partition(":")
+        try:
+            ranges[name] = [float(low), float(high)]
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected NAME=LOW:HIGH", param_hint="--range") from None
+        if not sep or not name or not colon:
+            raise click.BadParameter(f"{item!r}: expected NAME=LOW:HIGH", param_hint="--range")
+    return ranges
+
+
+def show_sweep(sweep: dict[str, Any]) -> None:
+    console.print(f"sweep {sweep['sweep_id']}  strategy {sweep['strategy']}  [bold]{sweep['state']}[/bold]")
+    console.print(
+        f"  trials: {sweep['materialized']} done, {sweep['failed']} failed, {sweep['in_progress']} running, "
+        f"{sweep['pending']} pending of {sweep['planned']}"
+    )
+    if sweep.get("best_trial"):
+        console.print(
+            f"  best: {sweep['best_trial']} {sweep['objective']} {number(sweep['best_objective'])} "
+            f"{json.dumps(sweep['best_parameters'], sort_keys=True)}"
+        )
+    for key, error in (sweep.get("errors") or {}).items():
+        console.print(f"  [red]{key}:[/red] {error}")
+    if sweep.get("error"):
+        console.print(f"  [red]error:[/red] {sweep['error']}")
+    if sweep.get("cancelled"):
+        console.print(f"  cancelled by {sweep['cancelled']['by']} at {short_time(sweep['cancelled']['at'])}")
+
+
+def results_table(results: dict[str, Any], top: int) -> Table:
+    rows = results["trials"][:top]
+    table = Table(title=f"{results['strategy']} sweep {results['sweep_id']}: {results['objective']}", show_header=True)
+    columns = [c for c in (rows[0] if rows else {}) if c not in ("mlflow_run_id",)]
+    for column in columns:
+        table.add_column(column, justify="right" if column not in ("trial", "status", "error") else "left")
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            cells.append("" if value is None else number(value) if isinstance(value, float) else str(value))
+        table.add_row(*cells)
+    return table
+
+
+def wait_with_progress(api: TradaiClient, sweep_id: str, timeout: float | None) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(f"{sweep_id} planning", total=None)
+
+        def update(sweep: dict[str, Any]) -> None:
+            done = sweep.get("materialized", 0) + sweep.get("failed", 0)
+            progress.update(
+                task, total=sweep.get("planned") or None, completed=done,
+                description=f"{sweep_id} {sweep['state']} ({sweep.get('failed', 0)} failed)",
+            )
+
+        try:
+            return call(api.wait_sweep, sweep_id, timeout=timeout, on_update=update)
+        except TimeoutError as exc:
+            fail(str(exc))
+
+
+@main.command()
+@click.argument("strategy")
+@click.option("--timerange", required=True, help="YYYYMMDD-YYYYMMDD, inside the stored candles")
+@click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2,...", help="values of one parameter, repeatable")
+@click.option("--range", "ranges", multiple=True, metavar="NAME=LOW:HIGH", help="a narrower range, repeatable")
+@click.option("--space", "spaces", multiple=True, help="Freqtrade parameter space to search (buy, sell, ...)")
+@click.option("--search", type=click.Choice(["grid", "random", "tpe", "nsga2"]),
+              help="default: grid with --grid, else random")
+@click.option("--budget", type=int, help="number of trials (default: the grid's size, else 20)")
+@click.option("--objective", type=click.Choice(["sharpe", "sortino", "calmar", "profit", "max_drawdown"]),
+              default="sharpe", show_default=True)
+@click.option("--second-objective", type=click.Choice(["sharpe", "sortino", "calmar", "profit", "max_drawdown"]),
+              help="nsga2 only")
+@click.option("--min-trades", type=int, help="trials with fewer trades are not ranked (default 10)")
+@click.option("--pairs", help="comma-separated, e.g. ETH/BTC,LTC/BTC")
+@click.option("--trials-per-run", type=int, help="trials one worker run does (default 10)")
+@click.option("--seed", type=int)
+@click.option("--sweep-id", help="default: <strategy>_<UTC time>")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="any Freqtrade config key, repeatable")
+@click.option("--wait/--no-wait", default=False, help="a progress bar of trials done until the summary, then the top trials")
+@click.option("--top", type=int, default=10, show_default=True, help="with --wait: how many trials to show")
+@click.option("--timeout", type=float, help="with --wait: give up after this many seconds")
+def sweep(strategy, timerange, grid, ranges, spaces, search, budget, objective, second_objective, min_trades, pairs,
+          trials_per_run, seed, sweep_id, settings, wait, top, timeout):
+    """Start a parameter sweep of STRATEGY over its Freqtrade hyperopt parameters."""
+    grid_values = parse_grid(grid)
+    search = search or ("grid" if grid_values else "random")
+    if budget is None:
+        budget = math.prod(len(v) for v in grid_values.values()) if search == "grid" and grid_values else 20
+    spec: dict[str, Any] = {"strategy": strategy, "timerange": timerange, "search": search, "budget": budget,
+                            "objective": objective}
+    for key, value in (("grid", grid_values), ("ranges", parse_ranges(ranges)), ("spaces", list(spaces)),
+                       ("overrides", parse_overrides(settings))):
+        if value:
+            spec[key] = value
+    for key, value in (("second_objective", second_objective), ("min_trades", min_trades), ("seed", seed),
+                       ("trials_per_run", trials_per_run), ("sweep_id", sweep_id)):
+        if value is not None:
+            spec[key] = value
+    if pairs:
+        spec["pairs"] = [p.strip() for p in pairs.split(",") if p.strip()]
+    with client() as api:
+        accepted = call(api.start_sweep, spec)
+        console.print(f"sweep {accepted['sweep_id']} {accepted['state']} (job {accepted['job_id']})")
+        if not wait:
+            return
+        final = wait_with_progress(api, accepted["sweep_id"], timeout)
+        show_sweep(final)
+        if final["state"] != "summarised":
+            sys.exit(1)
+        console.print(results_table(call(api.sweep_results, accepted["sweep_id"]), top))
+
+
+@main.group()
+def sweeps() -> None:
+    """List, show, cancel sweeps and read their ranked results."""
+
+
+@sweeps.command("list")
+@click.option("--strategy")
+@click.option("--limit", type=click.IntRange(1, 200), default=50)
+def sweeps_list(strategy, limit):
+    """Sweeps, newest first."""
+    with client() as api:
+        items = call(api.sweeps, strategy=strategy, limit=limit)
+    table = Table(show_header=True)
+    table.add_column("sweep id", no_wrap=True)
+    for column in ("strategy", "state", "done", "failed", "planned", "best"):
+        table.add_column(column, overflow="fold")
+    for s in items:
+        best = "" if s["best_objective"] is None else f"{s['objective']} {number(s['best_objective'])}"
+        table.add_row(s["sweep_id"], s["strategy"] or "", s["state"], str(s["materialized"]), str(s["failed"]),
+                      str(s["planned"]), best)
+    console.print(table)
+
+
+@sweeps.command("show")
+@click.argument("sweep_id")
+def sweeps_show(sweep_id):
+    """State, trial counts, the best trial so far and the failed trials' errors."""
+    with client() as api:
+        show_sweep(call(api.sweep, sweep_id))
+
+
+@sweeps.command("cancel")
+@click.argument("sweep_id")
+def sweeps_cancel(sweep_id):
+    """Cancel a sweep: its queued and running runs, and every trial not started yet."""
+    with client() as api:
+        show_sweep(call(api.cancel_sweep, sweep_id))
+
+
+@sweeps.command("results")
+@click.argument("sweep_id")
+@click.option("--top", type=int, default=20, show_default=True)
+def sweeps_results(sweep_id, top):
+    """The ranked trials table and the best parameters."""
+    with client() as api:
+        results = call(api.sweep_results, sweep_id)
+    console.print(results_table(results, top))
+    if results["best_trial"]:
+        console.print(f"best {results['best_trial']}: {json.dumps(results['best_parameters'], sort_keys=True)}")
+    if not results["complete"]:
+        console.print("(not every trial has a result yet)")
 
 
 @main.group()

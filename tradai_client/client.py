@@ -24,6 +24,8 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINISHED = frozenset({"SUCCEEDED", "FAILED", "CANCELED"})
+# A sweep is done once its summary covers every trial, or when it was cancelled or refused.
+SWEEP_DONE = frozenset({"summarised", "cancelled", "planning_failed"})
 
 
 class ApiError(Exception):
@@ -174,6 +176,51 @@ class TradaiClient:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
+            time.sleep(poll_seconds)
+
+    # Sweeps -------------------------------------------------------------------------------------
+
+    def start_sweep(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``spec``: the sweep's fields (strategy, timerange, budget, search, grid, ranges, objective, ...)."""
+        return self.request("POST", "/api/v1/sweeps", json=spec)
+
+    def sweeps(self, *, strategy: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"strategy": strategy} if strategy else {})}
+        return self.request("GET", "/api/v1/sweeps", params=params)["items"]
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/sweeps/{sweep_id}")
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/api/v1/sweeps/{sweep_id}/cancel")
+
+    def sweep_results(self, sweep_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/sweeps/{sweep_id}/results")
+
+    def wait_sweep(
+        self,
+        sweep_id: str,
+        *,
+        timeout: float | None = None,
+        poll_seconds: float = 2.0,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the sweep until it is summarised, cancelled or refused; honours 429 Retry-After."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                sweep = self.sweep(sweep_id)
+            except ApiError as exc:
+                if exc.status != 429:
+                    raise
+                time.sleep(exc.retry_after or poll_seconds)
+                continue
+            if on_update is not None:
+                on_update(sweep)
+            if sweep["state"] in SWEEP_DONE:
+                return sweep
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"sweep {sweep_id} is still {sweep['state']} after {timeout} s")
             time.sleep(poll_seconds)
 
     def equity_frame(self, job_id: str):

@@ -6,6 +6,8 @@ import re
 
 import dagster as dg
 
+from tradai_core.sweeps import SWEEP_JOB, SWEEP_TAG, SWEEP_TRIAL_ASSET_PATH  # noqa: F401 (re-exported)
+
 
 def config_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["strategies", name, "config"])
@@ -63,12 +65,10 @@ def train_job_name(name: str) -> str:
 
 
 # Parameter sweeps: one partition of sweeps/trial per trial (<sweep_id>-<nnnn>), one of sweeps/summary per sweep.
-SWEEP_TRIAL_KEY = dg.AssetKey(["sweeps", "trial"])
+SWEEP_TRIAL_KEY = dg.AssetKey(list(SWEEP_TRIAL_ASSET_PATH))
 SWEEP_SUMMARY_KEY = dg.AssetKey(["sweeps", "summary"])
 SWEEP_TRIALS = dg.DynamicPartitionsDefinition(name="sweep_trials")
 SWEEPS = dg.DynamicPartitionsDefinition(name="sweeps")
-SWEEP_JOB = "sweep"
 SWEEP_TRIALS_JOB = "sweep_trials"  # the asset job of sweeps/trial that the sweep sensor launches batches of
 SWEEP_SUMMARY_JOB = "sweep_summary"
 APPLY_SWEEP_JOB = "apply_sweep_parameters"
-SWEEP_TAG = "tradai/sweep_id"

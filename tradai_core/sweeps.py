@@ -18,6 +18,7 @@ import math
 import random
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,6 +39,12 @@ STRATEGY_PARAMETERS_KEY = "strategy_parameters"
 SWEEP_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,47}$")
 TIMERANGE_PATTERN = re.compile(r"^\d{8}-\d{8}$")
 MAX_GRID = 100_000
+# Names the code location, the sensor, the API and the CLI share (tradai_core.keys re-exports them
+# beside the Dagster asset keys; the API reads them here without importing Dagster).
+SWEEP_JOB = "sweep"
+SWEEP_PLAN_OP = "plan_sweep"
+SWEEP_TAG = "tradai/sweep_id"
+SWEEP_TRIAL_ASSET_PATH = ("sweeps", "trial")
 
 
 class SweepSpecError(ValueError):
@@ -155,6 +162,15 @@ class SweepSpec(BaseModel):
         return [self.objective] + ([self.second_objective] if self.second_objective else [])
 
 
+def spec_conflicts(spec: SweepSpec) -> list[tuple[str, str]]:
+    """(field, message) of every combination of fields that cannot go together."""
+    if spec.search == "nsga2" and spec.second_objective is None:
+        return [("second_objective", "NSGA-II searches two objectives; name the second (e.g. max_drawdown)")]
+    if spec.search != "nsga2" and spec.second_objective is not None:
+        return [("second_objective", f"only the nsga2 search uses it, not {spec.search}")]
+    return []
+
+
 def parse_spec(values: dict[str, Any]) -> SweepSpec:
     """A ``SweepSpec`` from plain values, or a SweepSpecError naming every bad field."""
     try:
@@ -166,11 +182,14 @@ def parse_spec(values: dict[str, Any]) -> SweepSpec:
                 for e in exc.errors()
             )
         ) from exc
-    if spec.search == "nsga2" and spec.second_objective is None:
-        raise SweepSpecError("second_objective: NSGA-II searches two objectives; name the second (e.g. max_drawdown)")
-    if spec.search != "nsga2" and spec.second_objective is not None:
-        raise SweepSpecError(f"second_objective: only the nsga2 search uses it, not {spec.search}")
+    conflicts = spec_conflicts(spec)
+    if conflicts:
+        raise SweepSpecError("; ".join(f"{name}: {message}" for name, message in conflicts))
     return spec
+
+
+def default_sweep_id(strategy: str, now: datetime | None = None) -> str:
+    return f"{strategy.lower()[:30]}_{(now or datetime.now(UTC)):%Y%m%d%H%M%S}"
 
 
 def check_sweep_id(sweep_id: str) -> str:
@@ -364,3 +383,27 @@ def rank(spec: SweepSpec, results: list[TrialResult]) -> list[TrialResult]:
         return (1 if r.status != "failed" else 2, 0.0, r.number)
 
     return sorted(results, key=order)
+
+
+def results_of(records: list[dict[str, Any]]) -> list[TrialResult]:
+    return [TrialResult(**r) for r in records]
+
+
+def ranked_rows(spec: SweepSpec, results: list[TrialResult]) -> list[dict[str, Any]]:
+    """The ranked trials: rank (ranked trials only), key, status, objectives, main metrics, parameters,
+    error and MLflow run, best first."""
+    rows = []
+    position = 0
+    for r in rank(spec, results):
+        ranked = r.status == "ok" and r.objective is not None
+        position += ranked
+        row: dict[str, Any] = {"rank": position if ranked else None, "trial": r.key, "status": r.status}
+        for name, value in zip(spec.objectives, r.objectives or [None] * len(spec.objectives)):
+            row[name] = value
+        for metric in ("trades", "profit_total", "sharpe", "max_drawdown"):
+            row.setdefault(metric, r.metrics.get(metric))
+        row.update({f"param.{k}": v for k, v in r.params.items()})
+        row["error"] = r.error
+        row["mlflow_run_id"] = r.mlflow_run_id
+        rows.append(row)
+    return rows

@@ -1,10 +1,14 @@
 """A code location with the shapes of what the API launches: a model's training asset, a strategy's
-deployment asset with its run config, and the ad-hoc backtest job with its op's config. The API tests run it under ``dagster-webserver`` with
+deployment asset with its run config, the ad-hoc backtest job with its op's config, and the sweep job
+with the sweep's own run config class beside the partitioned trial asset. The API tests run it under ``dagster-webserver`` with
 a queued run coordinator and no daemon, so launched runs stay queued and can be read back."""
 
 from typing import Any, Literal
 
 import dagster as dg
+
+from tradai_assets.sweeps import SweepConfig
+from tradai_core.keys import SWEEP_JOB, SWEEP_TRIAL_KEY, SWEEP_TRIALS
 
 
 class DeploymentConfig(dg.Config):
@@ -45,4 +49,19 @@ def sample_deployment(config: DeploymentConfig) -> None:
     """Stands for the deployment asset of SampleStrategy."""
 
 
-defs = dg.Definitions(assets=[demo_model, sample_deployment], jobs=[adhoc_backtest])
+@dg.op(name="plan_sweep")
+def plan_sweep(config: SweepConfig) -> None:
+    """Stands for the op of tradai_assets.sweeps' sweep job (its run config class is the real one)."""
+
+
+@dg.job(name=SWEEP_JOB)
+def sweep():
+    plan_sweep()
+
+
+@dg.asset(key=SWEEP_TRIAL_KEY, partitions_def=SWEEP_TRIALS)
+def sweep_trial() -> None:
+    """Stands for sweeps/trial: the API reads its partitions' statuses."""
+
+
+defs = dg.Definitions(assets=[demo_model, sample_deployment, sweep_trial], jobs=[adhoc_backtest, sweep])
