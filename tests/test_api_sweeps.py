@@ -208,3 +208,46 @@ def test_cancel_cancels_queued_runs_and_the_sensor_launches_nothing_more(api, st
     accepted = api.start_sweep({**GRID_SPEC, "sweep_id": "api_cancel_early"})
     assert api.cancel_sweep("api_cancel_early")["state"] == "cancelled"
     assert queued_run(graphql_url, accepted["job_id"])["status"] == "CANCELED"
+
+
+# The catalog ---------------------------------------------------------------------------------------
+
+
+def test_the_catalog_lists_every_strategy_and_compares_a_strategys_sweeps(api, api_url, store, instance):
+    keys = planned(store, instance, "api_catalog", [{"buy_rsi": 25}, {"buy_rsi": 30}])
+    store.write_trial("api_catalog", 1, TrialResult(keys[1], 1, {"buy_rsi": 30}, "ok", [0.9],
+                                                    {"sharpe": 0.9, "trades": 4.0}).as_dict())
+
+    entries = {e["name"]: e for e in api.catalog()["items"]}
+    assert set(entries) == {"FragileRsi", "Plain"}
+    assert entries["Plain"]["sweeps"] == 0 and entries["Plain"]["latest_backtest"] is None
+    assert entries["FragileRsi"]["sweeps"] >= 1 and entries["FragileRsi"]["model"] is None
+    assert api.catalog_strategy("FragileRsi")["config"] is None  # never materialised in this instance
+
+    rows = api.compare("FragileRsi")["items"]
+    sweep = next(r for r in rows if r["id"] == "api_catalog")
+    assert sweep["kind"] == "sweep" and sweep["status"] == "running"
+    assert sweep["details"]["planned"] == 2 and sweep["at"].startswith("2026-12-01T00:00:00")
+    assert {r["kind"] for r in rows} == {"sweep"}  # no backtests or models of this strategy here
+
+    token = bearer(hs256_token())
+    unknown = httpx.get(f"{api_url}/api/v1/catalog/strategies/Nope/compare", headers=token)
+    assert unknown.status_code == 404 and "Nope" in unknown.json()["detail"]
+    assert httpx.get(f"{api_url}/api/v1/catalog/strategies", headers=bearer(hs256_token(scopes=["data:read"]))).status_code == 403
+
+
+def test_the_catalog_from_the_cli(api_url, store, instance):
+    from click.testing import CliRunner
+
+    from tradai_client import cli
+
+    planned(store, instance, "api_catalog_cli", [{"buy_rsi": 25}])
+    env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(), "COLUMNS": "200"}
+    listed = CliRunner().invoke(cli.main, ["catalog"], env=env, catch_exceptions=False)
+    assert listed.exit_code == 0 and "FragileRsi" in listed.output and "Plain" in listed.output
+    compared = CliRunner().invoke(cli.main, ["catalog", "FragileRsi", "--compare"], env=env, catch_exceptions=False)
+    assert compared.exit_code == 0 and "api_catalog_cli" in compared.output and "sweep" in compared.output
+    refused = CliRunner().invoke(cli.main, ["catalog", "--compare"], env=env)
+    assert refused.exit_code == 2 and "--compare needs a strategy NAME" in refused.output
+    unknown = CliRunner().invoke(cli.main, ["catalog", "Nope"], env=env)
+    assert unknown.exit_code == 1 and "Nope" in unknown.output

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradai_api.dagster_client import DagsterError, DagsterUnavailable
 from tradai_api.deps import Services
-from tradai_api.routes import backtests, bots, data, health, models, strategies, sweeps
+from tradai_api.routes import backtests, bots, catalog, data, health, models, strategies, sweeps
 from tradai_api.settings import ApiSettings
 from tradai_api.stores import BotBackends, warm_up
 
@@ -107,7 +107,7 @@ def create_app(settings: ApiSettings, bot_backends: BotBackends | None = None) -
     async def dagster_error(request: Request, exc: DagsterError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=502)
 
-    for module in (health, backtests, sweeps, strategies, data, models, bots):
+    for module in (health, backtests, sweeps, strategies, catalog, data, models, bots):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -397,6 +397,39 @@ def sweeps_results(sweep_id, top):
         console.print("(not every trial has a result yet)")
 
 
+@main.command("catalog")
+@click.argument("name", required=False)
+@click.option("--compare", is_flag=True, help="NAME's backtests, sweeps and model versions side by side")
+@click.option("--limit", type=int, default=20, show_default=True, help="with --compare: rows of each kind")
+def catalog(name, compare, limit):
+    """Every strategy with its latest results, or one strategy (NAME), or its results side by side."""
+    if compare and not name:
+        raise click.UsageError("--compare needs a strategy NAME")
+    with client() as api:
+        if compare:
+            rows = call(api.compare, name, limit)["items"]
+            metrics = sorted({m for r in rows for m in r["metrics"]})
+            table = Table("kind", "id", "at", "status", *metrics, title=f"{name}: results side by side")
+            for r in rows:
+                table.add_row(r["kind"], r["id"], (r["at"] or "")[:19], r["status"] or "",
+                              *(f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metrics))
+            console.print(table if rows else f"{name}: no backtests, sweeps or model versions yet")
+            return
+        entries = [call(api.catalog_strategy, name)] if name else call(api.catalog)["items"]
+    table = Table("strategy", "timeframe", "latest backtest", "profit", "sharpe", "trades", "sweeps", "model")
+    for e in entries:
+        latest = e["latest_backtest"] or {}
+        figures = latest.get("metrics", {})
+        model = e["model"]
+        table.add_row(
+            e["name"], e["timeframe"] or "", (latest.get("finished_at") or "")[:19],
+            *(f"{figures[k]:.4g}" if k in figures else "" for k in ("profit_total", "sharpe", "trades")),
+            str(e["sweeps"]),
+            "" if model is None else ", ".join(f"{a} v{v}" for a, v in sorted(model["aliases"].items())) or "none",
+        )
+    console.print(table)
+
+
 @main.group()
 def strategy() -> None:
     """Create and inspect strategies."""

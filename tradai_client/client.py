@@ -197,6 +197,15 @@ class TradaiClient:
     def sweep_results(self, sweep_id: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/sweeps/{sweep_id}/results")
 
+    def catalog(self) -> dict[str, Any]:
+        return self.request("GET", "/api/v1/catalog/strategies")
+
+    def catalog_strategy(self, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/catalog/strategies/{name}")
+
+    def compare(self, name: str, limit: int = 20) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/catalog/strategies/{name}/compare", params={"limit": limit})
+
     def wait_sweep(
         self,
         sweep_id: str,
