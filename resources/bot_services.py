@@ -66,8 +66,6 @@ _READ_OPERATION = re.compile(r"^(Describe|List|Get|BatchGet|Query|Scan|Head)")
 MODEL_VERSION_ENV = "TRADAI_MODEL_VERSION"
 # A stopped bot runs no image; the spec still names one.
 NO_IMAGE = "none"
-# What ``closed_trades`` returns of each trade (Freqtrade's ``trades`` table columns).
-TRADE_COLUMNS = ("pair", "is_open", "open_date", "close_date", "close_profit")
 _STRATEGY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
@@ -280,13 +278,6 @@ class BotServices(ConfigurableResource):
     def write_call_counts(self) -> dict[str, int] | None:
         """Write calls made to a cloud API so far, by operation; None for a backend that makes none."""
         return None
-
-    def closed_trades(self, strategy_id: str) -> Any:
-        """The bot's trades from its own Freqtrade database, a DataFrame of ``TRADE_COLUMNS`` (UTC dates,
-        ``close_profit`` a fraction of the stake); ``BotServiceError`` naming why when they cannot be read."""
-        raise BotServiceError(
-            f"bot {strategy_id}: the {type(self).__name__} backend keeps no trade database the platform can read"
-        )
 
 
 class EcsBotServices(BotServices):

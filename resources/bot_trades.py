@@ -8,8 +8,9 @@ an export of it (``export_trades``, JSON) at each heartbeat and when it stops, t
 ``s3://<configs bucket>/bots/<strategy_id>/trades.json``, which ``S3BotTrades`` reads; the platform
 needs no database it does not have.
 
-Both give ``BotTradeLog``: one row per trade (the columns ``tradai_core.divergence`` matches on)
-and the bot's start time. Entry and exit times are the fills of the orders, not the times the
+Both give ``BotTradeLog``: one row per trade (the columns ``tradai_core.divergence`` matches on,
+plus Freqtrade's own profit ratio of each closed trade, which the shadow evaluation compares) and the
+bot's start time. The divergence reports and the shadow evaluation both read trades here, and nowhere else. Entry and exit times are the fills of the orders, not the times the
 orders were placed: a late fill shows as a late trade.
 """
 
@@ -44,7 +45,7 @@ class BotTradesError(RuntimeError):
 class BotTradeLog:
     strategy_id: str
     source: str  # the file or s3:// object read
-    trades: pd.DataFrame  # TRADE_COLUMNS plus exit_reason, stake_amount
+    trades: pd.DataFrame  # TRADE_COLUMNS plus exit_reason, stake_amount, profit_ratio
     bot_start_time: datetime | None  # when the bot first started on this database (Freqtrade's own record)
     exported_at: datetime | None = None  # ECS exports: when the bot wrote it
 
@@ -54,7 +55,7 @@ class BotTradeLog:
 _TRADES_SQL = """
 SELECT t.id, t.pair, t.is_short, t.is_open, t.open_date, t.close_date, t.open_rate, t.close_rate,
        t.amount, t.stake_amount, t.fee_open_cost, t.fee_close_cost, t.close_profit_abs, t.realized_profit,
-       t.exit_reason,
+       t.close_profit, t.exit_reason,
        (SELECT MIN(o.order_filled_date) FROM orders o
          WHERE o.ft_trade_id = t.id AND o.ft_order_side = CASE WHEN t.is_short THEN 'sell' ELSE 'buy' END AND o.filled > 0) AS entry_filled,
        (SELECT MAX(o.order_filled_date) FROM orders o
@@ -76,6 +77,7 @@ _EXPORT_COLUMNS = (
     "fee_close_cost",
     "close_profit_abs",
     "realized_profit",
+    "close_profit",
     "exit_reason",
     "entry_filled",
     "exit_filled",
@@ -130,6 +132,12 @@ def trade_log(strategy_id: str, source: str, payload: dict[str, Any]) -> BotTrad
         raise BotTradesError(f"{source}: not a bot trade export of version {EXPORT_VERSION}")
     rows = []
     for t in payload["trades"]:
+        missing = [column for column in _EXPORT_COLUMNS if column not in t]
+        if missing:
+            raise BotTradesError(
+                f"{source}: trade {t.get('id')} lacks {', '.join(missing)}; the bot's export predates them "
+                "(redeploy the bot so it uploads a current export)"
+            )
         is_open = bool(t["is_open"])
         fee_cost = (t.get("fee_open_cost") or 0.0) + (t.get("fee_close_cost") or 0.0)
         rows.append(
@@ -148,9 +156,11 @@ def trade_log(strategy_id: str, source: str, payload: dict[str, Any]) -> BotTrad
                 "is_open": is_open,
                 "exit_reason": t.get("exit_reason"),
                 "stake_amount": float(t["stake_amount"]),
+                # Freqtrade's close_profit: the closed trade's profit as a fraction of its stake, fees included.
+                "profit_ratio": float(t["close_profit"] if t["close_profit"] is not None else float("nan")),
             }
         )
-    columns = [*TRADE_COLUMNS, "exit_reason", "stake_amount"]
+    columns = [*TRADE_COLUMNS, "exit_reason", "stake_amount", "profit_ratio"]
     trades = pd.DataFrame(rows, columns=columns)
     for column in ("entry_time", "exit_time"):
         trades[column] = pd.to_datetime(trades[column], utc=True)

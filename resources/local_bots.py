@@ -9,7 +9,8 @@ Each bot has a directory ``$TRADAI_HOME/bots/<strategy_id>/``:
 - ``supervisor.pid`` and ``status.json`` (state, bot process id, restarts, last exit code);
 - ``freqtrade.log`` (freqtrade's log, rotated by freqtrade), ``bot.log`` (the process's console
   output, crashes included) and ``supervisor.log`` (starts, exits, restarts);
-- ``trades.sqlite`` and ``user/``: the bot's own freqtrade database and user directory.
+- ``trades.sqlite`` and ``user/``: the bot's own freqtrade database (read by ``resources.bot_trades``)
+  and user directory.
 
 ``list_bots()`` describes every deployed bot (one with a ``launch.json``).
 
@@ -35,7 +36,7 @@ from typing import Any
 from pydantic import Field
 
 from resources import aws_contract
-from resources.bot_services import TRADE_COLUMNS, BotServiceError, BotServices, BotSpec, BotSpecError, BotState
+from resources.bot_services import BotServices, BotSpec, BotSpecError, BotState
 from tradai_core.state_files import now, read_json, supervisor_pid, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -236,30 +237,6 @@ class LocalBotServices(BotServices):
         for name in ("launch.json", "status.json", "supervisor.pid"):
             (bot_dir / name).unlink(missing_ok=True)
         return LocalBotState(strategy_id=strategy_id, status="absent", actions=("deleted",))
-
-    def trades_database(self, strategy_id: str) -> Path:
-        return self.bot_dir(strategy_id) / "trades.sqlite"
-
-    def closed_trades(self, strategy_id: str) -> Any:
-        """Every trade in the bot's ``trades.sqlite`` (read only; open ones with ``is_open`` true)."""
-        import sqlite3
-        from contextlib import closing
-
-        import pandas as pd
-
-        database = self.trades_database(strategy_id)
-        if not database.is_file():
-            raise BotServiceError(f"bot {strategy_id}: its trade database {database} does not exist")
-        try:
-            with closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=10)) as connection:
-                trades = pd.read_sql_query(f"SELECT {', '.join(TRADE_COLUMNS)} FROM trades ORDER BY id", connection)
-        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-            raise BotServiceError(f"bot {strategy_id}: its trade database {database} cannot be read: {exc}") from exc
-        for column in ("open_date", "close_date"):
-            trades[column] = pd.to_datetime(trades[column], utc=True, format="mixed")
-        trades["is_open"] = trades["is_open"].astype(bool)
-        trades["close_profit"] = trades["close_profit"].astype("float64")
-        return trades
 
     # --- internals ------------------------------------------------------------------------------
 

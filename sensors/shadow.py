@@ -8,7 +8,8 @@ Every tick (60 s), for each such model whose challenger has no decision yet:
 - running: a shadow bot that its backend gave up on (crash loop) or that stopped is recorded as
   ``shadow_failed`` with the reason, notified, and stopped; the champion's bot is never touched. A
   shadow whose period is over by the clock (``shadow_days``), or whose bot and the champion's bot
-  both closed ``shadow_min_trades`` trades in it, gets the run that finishes it
+  both closed ``shadow_min_trades`` trades in it (their trades read through ``bot_trades``: a local
+  bot's database, an ECS bot's uploaded export), gets the run that finishes it
   (``shadow-finish:<name>:v<challenger>``);
 - finished: the challenger sensor takes over; failed: no promotion of that version.
 
@@ -27,6 +28,7 @@ import dagster as dg
 import pandas as pd
 
 from resources.bot_services import BotServiceError, BotServices
+from resources.bot_trades import BotTrades, BotTradesError
 from resources.model_registry import CHALLENGER, ModelRegistry, RegistryUnavailableError
 from resources.notifier import Notifier
 from tradai_core.keys import strategy_id
@@ -104,6 +106,7 @@ def tend_shadows(
     models: list[tuple[StrategySpec, ModelSettings]],
     registry: ModelRegistry,
     bot_services: BotServices,
+    bot_trades: BotTrades,
     notifier: Notifier,
     now: datetime,
 ) -> dg.SensorResult | dg.SkipReason:
@@ -145,11 +148,11 @@ def tend_shadows(
             else:
                 champion_bot = state.details.get("champion_bot_id", strategy_id(name))
                 try:
-                    trades = len(window_returns(bot_services.closed_trades(state.bot_id), state.started, state.ends))
+                    trades = len(window_returns(bot_trades.read(state.bot_id).trades, state.started, state.ends))
                     champion_trades = len(
-                        window_returns(bot_services.closed_trades(champion_bot), state.started, state.ends)
+                        window_returns(bot_trades.read(champion_bot).trades, state.started, state.ends)
                     )
-                except BotServiceError as exc:  # the end of the period still finishes it
+                except BotTradesError as exc:  # the end of the period still finishes it
                     context.log.info(f"{name}: shadow trades not readable yet: {exc}")
                     champion_trades = None
                 enough = (
@@ -238,8 +241,9 @@ def build_shadow_sensor(
         context: dg.SensorEvaluationContext,
         model_registry: ModelRegistry,
         bot_services: BotServices,
+        bot_trades: BotTrades,
         notifier: Notifier,
     ):
-        return tend_shadows(context, models, model_registry, bot_services, notifier, clock())
+        return tend_shadows(context, models, model_registry, bot_services, bot_trades, notifier, clock())
 
     return shadow_sensor

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from resources.bot_services import BotSpec, EcsBotServices
+from resources.bot_trades import S3BotTrades
 from resources.trading_state import Heartbeat, SqliteTradingState
 from tests.api_support import hs256_settings, hs256_token, queued_run, serve_api, status_of
 from tests.servers import moto_credentials
@@ -75,9 +76,9 @@ def heartbeats(root, graphql_url) -> SqliteTradingState:
 
 
 @pytest.fixture(scope="module")
-def api_url(root, ecs, heartbeats, graphql_url):
+def api_url(root, aws_env, ecs, heartbeats, graphql_url):
     settings = hs256_settings(root, dagster_graphql_url=graphql_url)
-    with serve_api(create_app(settings, BotBackends(ecs, heartbeats))) as url:
+    with serve_api(create_app(settings, BotBackends(ecs, heartbeats, S3BotTrades(stack="dev", region=aws_env.region, endpoint_url=aws_env.url)))) as url:
         yield url
 
 

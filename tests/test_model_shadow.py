@@ -1,8 +1,9 @@
 """Shadow evaluation before promotion, on a real Dagster instance, MLflow on SQLite, the audit log in ArcticDB
 on LMDB and the local bot backend's real supervised processes. The bots are stand-in programs (a shell
 script under the real supervisor: a real Freqtrade dry-run bot takes far longer to start than this module
-may), and their trades are rows in a Freqtrade-shaped ``trades`` table at the path the local backend reads;
-the clock is injected, so a shadow period of days passes in a tick."""
+may), and their trades are rows in Freqtrade-shaped ``trades`` and ``orders`` tables where
+``resources.bot_trades`` reads them (a local bot's database; for ECS services on moto, the export an ECS bot
+uploads to the configs bucket); the clock is injected, so a shadow period of days passes in a tick."""
 
 from __future__ import annotations
 
@@ -20,11 +21,22 @@ import psutil
 import pytest
 
 from resources.arctic import ArcticStore
+from resources.bot_trades import LocalBotTrades, S3BotTrades, upload_trades
+from resources.local_bots import LocalBotServices
 from resources.model_registry import ModelRegistry
 from resources.notifier import Notifier
 from sensors.models import build_challenger_sensor
 from sensors.shadow import build_shadow_sensor
-from tests.deployment_support import deploy, local_services, record_backtest, stand_in, store_config
+from tests.deployment_support import (
+    deploy,
+    ecs_services,
+    local_services,
+    new_bucket,
+    new_cluster,
+    record_backtest,
+    stand_in,
+    store_config,
+)
 from tests.model_lifecycle_support import log_version, make_champion, write_toy_strategy
 from tests.servers import wait_for
 from tradai_assets.model_lifecycle import SideResult, conclude, promotion_policy
@@ -42,34 +54,76 @@ BOT += "exec sleep 300"
 SHADOW_SETTINGS = {"shadow_days": 2, "min_trades": 5, "label_horizon": 6, "min_rows": 100, "folds": 2}
 
 
-def write_trades(services, bot_id: str, trades: list[tuple[str, object, object, float | None]]) -> None:
-    """Trades in the bot's database as Freqtrade stores them (naive UTC dates, is_open 0/1)."""
-    database = services.trades_database(bot_id)
+def write_trades(database: Path, trades: list[tuple[str, object, object, float | None]]) -> None:
+    """Trades in a bot's database as Freqtrade 2026.9 stores them (its ``trades``, ``orders`` and
+    ``KeyValueStore`` tables, naive UTC dates, is_open 0/1): each trade an entry order filled when it
+    opened and, once closed, an exit order filled when it closed, ``close_profit`` its return."""
     database.parent.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(database)) as connection, connection:
-        connection.execute(
+        connection.executescript(
             "CREATE TABLE IF NOT EXISTS trades (id INTEGER PRIMARY KEY, exchange VARCHAR(25) NOT NULL, "
-            "pair VARCHAR(25) NOT NULL, is_open BOOLEAN NOT NULL, open_date DATETIME NOT NULL, close_date DATETIME, "
-            "close_profit FLOAT)"
+            "pair VARCHAR(25) NOT NULL, is_open BOOLEAN NOT NULL, is_short BOOLEAN NOT NULL, "
+            "open_date DATETIME NOT NULL, close_date DATETIME, open_rate FLOAT NOT NULL, close_rate FLOAT, "
+            "amount FLOAT NOT NULL, stake_amount FLOAT NOT NULL, fee_open_cost FLOAT, fee_close_cost FLOAT, "
+            "close_profit FLOAT, close_profit_abs FLOAT, realized_profit FLOAT, exit_reason VARCHAR(255));"
+            "CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, ft_trade_id INTEGER NOT NULL "
+            "REFERENCES trades (id), ft_order_side VARCHAR(25) NOT NULL, ft_pair VARCHAR(25) NOT NULL, "
+            "status VARCHAR(255), filled FLOAT, order_filled_date DATETIME);"
+            'CREATE TABLE IF NOT EXISTS "KeyValueStore" (id INTEGER PRIMARY KEY, key VARCHAR(25) NOT NULL, '
+            "value_type VARCHAR(20) NOT NULL, string_value VARCHAR(255), datetime_value DATETIME, "
+            "float_value FLOAT, int_value INTEGER)"
         )
 
         def stamp(when):
             return None if when is None else when.replace(tzinfo=None).isoformat(sep=" ")
 
-        connection.executemany(
-            "INSERT INTO trades (exchange, pair, is_open, open_date, close_date, close_profit) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                ("binance", pair, int(closed is None), stamp(opened), stamp(closed), profit)
-                for pair, opened, closed, profit in trades
-            ],
-        )
+        stake, rate, amount = 0.01, 0.05, 0.2
+        for pair, opened, closed, profit in trades:
+            trade = connection.execute(
+                "INSERT INTO trades (exchange, pair, is_open, is_short, open_date, close_date, open_rate, close_rate, "
+                "amount, stake_amount, fee_open_cost, fee_close_cost, close_profit, close_profit_abs, realized_profit, "
+                "exit_reason) VALUES ('binance', ?, ?, 0, ?, ?, ?, ?, ?, ?, 0.00001, ?, ?, ?, 0.0, ?)",
+                (
+                    pair,
+                    int(closed is None),
+                    stamp(opened),
+                    stamp(closed),
+                    rate,
+                    None if closed is None else rate * (1 + profit),
+                    amount,
+                    stake,
+                    None if closed is None else 0.00001,
+                    profit,
+                    None if profit is None else profit * stake,
+                    None if closed is None else "exit_signal",
+                ),
+            ).lastrowid
+            orders = [("buy", opened)] + ([] if closed is None else [("sell", closed)])
+            connection.executemany(
+                "INSERT INTO orders (ft_trade_id, ft_order_side, ft_pair, status, filled, order_filled_date) "
+                "VALUES (?, ?, ?, 'closed', ?, ?)",
+                [(trade, side, pair, amount, stamp(when)) for side, when in orders],
+            )
 
 
 class Shadowed:
-    """A toy model strategy with a champion deployed as a local dry-run bot and a new challenger."""
+    """A toy model strategy with a champion deployed as a dry-run bot and a new challenger: local bots
+    (the default), or ``bots`` given (ECS services on moto) whose trades ``trades`` reads from the
+    exports they upload (``upload`` writes one, as an ECS bot's heartbeat does)."""
 
     def __init__(
-        self, root, tracking_uri, instance, clock, name, settings=SHADOW_SETTINGS, deployed=True, **bot_fields
+        self,
+        root,
+        tracking_uri,
+        instance,
+        clock,
+        name,
+        settings=SHADOW_SETTINGS,
+        deployed=True,
+        bots=None,
+        trades=None,
+        upload=None,
+        **bot_fields,
     ):
         from sklearn.linear_model import LogisticRegression
 
@@ -84,28 +138,45 @@ class Shadowed:
         make_champion(self.registry, name, self.champion)
         self.store = BacktestStore(arctic=arctic)
         store_config(self.store, name)
-        self.bots = local_services(root / "home", stand_in(root / "bot", BOT), max_restarts=0, **bot_fields)
+        self.root, self.upload = root, upload
+        self.bots = bots or local_services(root / "home", stand_in(root / "bot", BOT), max_restarts=0, **bot_fields)
+        self.trades = trades or LocalBotTrades(home=str(root / "home"))
         self.resources = {
             "model_registry": self.registry,
             "bot_services": self.bots,
+            "bot_trades": self.trades,
             "notifier": Notifier(),
             "backtest_store": self.store,
         }
         if deployed:
-            write_trades(self.bots, strategy_id(name), [])  # Freqtrade creates its database at start
+            self.write_trades(strategy_id(name), [])  # Freqtrade creates its database at start
             record_backtest(instance, name)
             deploy(instance, [self.spec], name, self.resources, mode="dry_run", stake_amount="0.01", pairs=["ETH/BTC"])
-            self.champion_bot = wait_for(
-                lambda: self.bots.describe(strategy_id(name)).bot_pid and self.bots.describe(strategy_id(name)),
-                15,
-                "the champion's bot running",
-            )
+            if self.local:
+                self.champion_bot = wait_for(
+                    lambda: self.bots.describe(strategy_id(name)).bot_pid and self.bots.describe(strategy_id(name)),
+                    15,
+                    "the champion's bot running",
+                )
         self.challenger = log_version(self.registry, name, LogisticRegression(C=0.5).fit(x, y))
         self.registry.set_challenger(name, self.challenger, trigger="training")
         self.sensor = build_shadow_sensor([self.spec], clock=clock.now)
         self.challenger_sensor = build_challenger_sensor([self.spec])
         self.job = shadow_job([self.spec], clock=clock.now)
         self.cursor = None
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.bots, LocalBotServices)
+
+    def write_trades(self, bot_id: str, trades: list[tuple[str, object, object, float | None]]) -> None:
+        """Trades into the bot's database: a local bot's own file, or an ECS bot's, then uploaded."""
+        if self.local:
+            write_trades(self.trades.database(bot_id), trades)
+            return
+        database = self.root / "ecs-bots" / bot_id / "trades.sqlite"
+        write_trades(database, trades)
+        self.upload(database, bot_id)
 
     def tick(self):
         with dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources=self.resources) as context:
@@ -136,8 +207,9 @@ class Shadowed:
         assert psutil.pid_exists(now.bot_pid)
 
     def close(self):
-        for bot_dir in self.bots.bots_dir.glob("*"):
-            self.bots.delete(bot_dir.name)
+        if self.local:
+            for bot_dir in self.bots.bots_dir.glob("*"):
+                self.bots.delete(bot_dir.name)
 
 
 @pytest.fixture
@@ -211,8 +283,7 @@ def test_a_shadow_trades_beside_the_champion_and_the_decision_waits_for_its_trad
     begin = clock.now()
     shadow_returns = [0.012, 0.018, 0.015, 0.02, 0.011, 0.017]
     champion_returns = [0.001, -0.002, 0.0, 0.002, -0.001, 0.001]
-    write_trades(
-        bots,
+    location.write_trades(
         shadow_id,
         [
             ("ETH/BTC", begin + timedelta(hours=i + 1), begin + timedelta(hours=i + 2), r)
@@ -220,8 +291,7 @@ def test_a_shadow_trades_beside_the_champion_and_the_decision_waits_for_its_trad
         ]
         + [("ETH/BTC", begin + timedelta(hours=30), None, None)],
     )  # still open: not counted
-    write_trades(
-        bots,
+    location.write_trades(
         strategy_id(name),
         [("ETH/BTC", begin - timedelta(hours=5), begin - timedelta(hours=4), 0.5)]
         + [
@@ -269,6 +339,55 @@ def test_a_shadow_trades_beside_the_champion_and_the_decision_waits_for_its_trad
     assert record["holdout_outcome"] == "promote" and record["outcome"] == row["event"] == "promote"
     assert json.loads(location.registry.audit_log(name)["details"].iloc[-1])["shadow"]["trades"]["shadow"] == 6
     assert any(r.startswith("shadow (6 against 6 trades") for r in record["reasons"])
+
+
+@pytest.mark.integration
+def test_a_shadow_of_ecs_bots_compares_the_trades_they_upload(shadowed, clock, aws_env, network):
+    """On AWS the bots' databases live in their containers: the shadow reads the exports they upload
+    to the configs bucket (moto here), as the divergence reports do."""
+    bucket = new_bucket(aws_env)
+    bots = ecs_services(aws_env, new_cluster(aws_env), network, bucket)
+    client = aws_env.client("s3")
+
+    def upload(database: Path, bot_id: str) -> None:  # what an ECS bot does at each heartbeat
+        upload_trades(database, f"s3://{bucket}/bots/{bot_id}/config.json", bot_id, client)
+
+    exports = S3BotTrades(stack="dev", bucket=bucket, region=aws_env.region, endpoint_url=aws_env.url)
+    location = shadowed("Clouded", bots=bots, trades=exports, upload=upload)
+    shadow_id, champion_id = shadow_bot_id("Clouded"), strategy_id("Clouded")
+    champion = bots.describe(champion_id)
+    assert champion.running
+
+    (start,) = location.tick().run_requests
+    assert location.run(start).success
+    assert bots.describe(shadow_id).running and location.state().status == "running"
+    begin = clock.now()
+    # Before the shadow bot's first upload its trades cannot be read: the sensor waits.
+    clock.advance(3600)
+    waiting = location.tick()
+    assert waiting.run_requests == [] and "unknown trades so far" in waiting.skip_reason.skip_message
+
+    location.write_trades(
+        shadow_id,
+        [("ETH/BTC", begin + timedelta(hours=i + 1), begin + timedelta(hours=i + 2), 0.01) for i in range(4)]
+        + [("ETH/BTC", begin + timedelta(hours=9), None, None)],
+    )
+    location.write_trades(
+        champion_id,
+        [("ETH/BTC", begin - timedelta(hours=3), begin - timedelta(hours=2), 0.5)]
+        + [("ETH/BTC", begin + timedelta(hours=i + 1), begin + timedelta(hours=i + 2), 0.002) for i in range(3)],
+    )
+    assert "4 trades so far" in location.tick().skip_reason.skip_message
+
+    clock.advance(2 * 86400)
+    (finish,) = location.tick().run_requests
+    assert location.run(finish).success
+    result = location.state().result
+    assert result["trades"] == {"champion": 3, "shadow": 4}
+    assert result["decision"]["outcome"] == "inconclusive"  # fewer than min_trades 5 each
+    assert not bots.describe(shadow_id).running
+    after = bots.describe(champion_id)
+    assert after.running and after.task_definition_arn == champion.task_definition_arn
 
 
 def test_a_shadow_that_trades_worse_keeps_the_champion_even_when_the_holdout_would_promote(shadowed):
@@ -373,7 +492,7 @@ def test_the_api_shows_the_shadow_running_then_finished_and_refuses_an_unknown_m
     location = shadowed("Served")
     shadow_id = shadow_bot_id("Served")
     settings = hs256_settings(tmp_path, strategies_dir=tmp_path / "strategies", mlflow_tracking_uri=tracking_uri)
-    backends = BotBackends(location.bots, SqliteTradingState(path=str(tmp_path / "state.db")))
+    backends = BotBackends(location.bots, SqliteTradingState(path=str(tmp_path / "state.db")), location.trades)
     with serve_api(create_app(settings, backends)) as url, httpx.Client(base_url=url, timeout=60) as http:
         reader = bearer(hs256_token([MODELS_READ]))
         none = http.get("/api/v1/models/Served/shadow", headers=reader)
@@ -383,8 +502,7 @@ def test_the_api_shows_the_shadow_running_then_finished_and_refuses_an_unknown_m
         (start,) = location.tick().run_requests
         assert location.run(start).success
         begin = clock.now()
-        write_trades(
-            location.bots,
+        location.write_trades(
             shadow_id,
             [
                 ("ETH/BTC", begin + timedelta(hours=1), begin + timedelta(hours=2), 0.01),

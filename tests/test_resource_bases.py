@@ -24,7 +24,7 @@ NAME = "SampleStrategy"
 def test_the_bases_cannot_be_bound_themselves():
     with pytest.raises(TypeError, match="abstract class BotServices with abstract methods config_placeholder"):
         BotServices()
-    with pytest.raises(TypeError, match="abstract class TradingState with abstract methods delete, get, list, put"):
+    with pytest.raises(TypeError, match="abstract class TradingState with abstract methods delete, get, get_pause, list, put, put_pause"):
         TradingState()
 
 
@@ -33,6 +33,8 @@ def test_a_backend_missing_part_of_the_interface_is_refused_by_name():
         def put(self, heartbeat): ...
         def get(self, strategy_id): ...
         def list(self): ...
+        def get_pause(self, strategy_id): ...
+        def put_pause(self, request): ...
 
     with pytest.raises(TypeError, match="abstract method delete"):
         Forgetful()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use: Dagster's resource machinery takes seconds to import
     from resources.bot_services import BotServices
+    from resources.bot_trades import BotTrades
     from resources.trading_state import TradingState
 
 # Imported by the warm-up thread; each is also imported where it is used.
@@ -205,18 +206,21 @@ class SweepRecords:
 
 class BotBackends:
     """Where the bots run and where they report: ``bot_services`` (local supervised processes, or ECS
-    services) and ``trading_state`` (heartbeats in SQLite, or DynamoDB), picked by ``TRADAI_ENV`` as
+    services), ``trading_state`` (heartbeats in SQLite, or DynamoDB) and ``bot_trades`` (the bots' own
+    trade databases, or the exports ECS bots upload), picked by ``TRADAI_ENV`` as
     the code location picks them. The API only reads and stops services: it never registers task
     definitions, so the ECS backend's network and role fields stay empty here."""
 
-    def __init__(self, bot_services: BotServices, trading_state: TradingState):
+    def __init__(self, bot_services: BotServices, trading_state: TradingState, bot_trades: BotTrades):
         self.bot_services = bot_services
         self.trading_state = trading_state
+        self.bot_trades = bot_trades
 
     @classmethod
     def from_settings(cls, settings) -> "BotBackends":
         if settings.tradai_env == "aws":
             from resources.bot_services import EcsBotServices
+            from resources.bot_trades import S3BotTrades
             from resources.trading_state import DynamoTradingState
 
             aws = {"region": settings.aws_region, "endpoint_url": settings.aws_endpoint_url}
@@ -224,7 +228,8 @@ class BotBackends:
                 stack=settings.stack, cluster=settings.ecs_cluster, subnet_ids=[], security_group_ids=[],
                 execution_role_arn="", task_role_arn="", owner="", cost_center="", **aws,
             )
-            return cls(services, DynamoTradingState(stack=settings.stack, **aws))
+            return cls(services, DynamoTradingState(stack=settings.stack, **aws), S3BotTrades(stack=settings.stack, **aws))
+        from resources.bot_trades import LocalBotTrades
         from resources.local_bots import LocalBotServices
         from resources.trading_state import SqliteTradingState
 
@@ -232,4 +237,5 @@ class BotBackends:
         return cls(
             LocalBotServices(home=str(home), strategies_dir=str(settings.strategies_dir)),
             SqliteTradingState(path=str(home / "bots" / "state.db")),
+            LocalBotTrades(home=str(home)),
         )

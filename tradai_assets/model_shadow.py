@@ -2,14 +2,15 @@
 ``shadow_challenger`` job (config ``model``, ``challenger``, ``step``: start or finish), which the
 shadow sensor requests (``sensors.shadow``).
 
-- *start*: the champion's bot must be deployed and running and its trades readable. The shadow runs
+- *start*: the champion's bot must be deployed and running and its trades readable (``bot_trades``:
+  a local bot's Freqtrade database, or the export an ECS bot uploads with its heartbeats). The shadow runs
   the strategy's stored config with the champion deployment's pairs and stake, in dry run, under its
   own bot id (``<strategy id>-shadow``) with the challenger's model version pinned, through the same
   ``bot_services`` resource (a local process, an ECS service). ``shadow_started`` goes to the audit
   log with its end (``shadow_days`` later). Anything that stops it (no champion bot, no config, a
   refused spec, the backend failing) records ``shadow_failed`` with the reason, notifies and fails the
   run; only the shadow's own bot id is ever reconciled or stopped.
-- *finish*: stops the shadow bot, then reads both bots' trades and compares the per-trade returns of
+- *finish*: stops the shadow bot, then reads both bots' trades (``bot_trades``) and compares the per-trade returns of
   the trades each opened during the shadow's period and closed (``tradai_core.promotion.decide``, the
   model's alpha and drawdown tolerance, ``shadow_min_trades`` or ``min_trades`` trades each), and
   records ``shadow_finished`` with that result. The challenger sensor then requests the evaluation,
@@ -28,6 +29,7 @@ import dagster as dg
 from resources import aws_contract
 from resources.backtest_store import BacktestStore
 from resources.bot_services import BotServiceError, BotServices, BotSpec, BotSpecError
+from resources.bot_trades import BotTrades, BotTradesError
 from resources.model_registry import CHALLENGER, ModelRegistry, ModelRegistryError
 from resources.notifier import Notifier
 from sensors.shadow import fail_shadow
@@ -76,6 +78,7 @@ def start_shadow(
     trigger: str,
     store: BacktestStore,
     bot_services: BotServices,
+    bot_trades: BotTrades,
     registry: ModelRegistry,
     notifier: Notifier,
     now: datetime,
@@ -105,7 +108,7 @@ def start_shadow(
         champion_state = bot_services.describe(champion_bot)
         if not champion_state.running:
             raise ShadowError(f"the champion's bot {champion_bot} is {champion_state.status}, not running")
-        bot_services.closed_trades(champion_bot)  # the comparison at the end needs them
+        bot_trades.read(champion_bot)  # the comparison at the end needs them
         desired = _desired(
             {k: v for k, v in (meta.get("desired") or {}).items() if k in ("stake_amount", "pairs")},
             f"the champion's deployment of {name}",
@@ -127,7 +130,7 @@ def start_shadow(
             model_version=challenger,
         )
         started = bot_services.reconcile(bot_spec)
-    except (ShadowError, DeploymentError, BotSpecError, BotServiceError) as exc:
+    except (ShadowError, DeploymentError, BotSpecError, BotServiceError, BotTradesError) as exc:
         failed = fail_shadow(
             context,
             name,
@@ -174,6 +177,7 @@ def finish_shadow(
     challenger: int,
     trigger: str,
     bot_services: BotServices,
+    bot_trades: BotTrades,
     registry: ModelRegistry,
     notifier: Notifier,
     now: datetime,
@@ -189,9 +193,9 @@ def finish_shadow(
     end = min(now, state.ends)
     try:
         stopped = bot_services.stop(state.bot_id)
-        shadow_trades = bot_services.closed_trades(state.bot_id)
-        champion_trades = bot_services.closed_trades(champion_bot)
-    except BotServiceError as exc:
+        shadow_trades = bot_trades.read(state.bot_id).trades
+        champion_trades = bot_trades.read(champion_bot).trades
+    except (BotServiceError, BotTradesError) as exc:
         failed = fail_shadow(
             context,
             name,
@@ -253,6 +257,7 @@ def shadow_job(
         config: ShadowConfig,
         backtest_store: BacktestStore,
         bot_services: BotServices,
+        bot_trades: BotTrades,
         model_registry: ModelRegistry,
         notifier: Notifier,
     ) -> dict[str, Any]:
@@ -268,13 +273,22 @@ def shadow_job(
                     config.trigger,
                     backtest_store,
                     bot_services,
+                    bot_trades,
                     model_registry,
                     notifier,
                     clock(),
                 )
             else:
                 state = finish_shadow(
-                    context, spec, config.challenger, config.trigger, bot_services, model_registry, notifier, clock()
+                    context,
+                    spec,
+                    config.challenger,
+                    config.trigger,
+                    bot_services,
+                    bot_trades,
+                    model_registry,
+                    notifier,
+                    clock(),
                 )
         except ModelRegistryError as exc:
             raise dg.Failure(description=f"{config.model}: shadow {config.step}: {exc}") from exc

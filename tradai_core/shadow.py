@@ -71,13 +71,14 @@ def shadow_state(log: pd.DataFrame, challenger: int | None = None) -> ShadowStat
 
 
 def window_returns(trades: pd.DataFrame, start: datetime, end: datetime) -> np.ndarray:
-    """Per-trade returns (``close_profit``, a fraction of the stake) of the trades opened in [start, end)
-    and closed, in the order they closed."""
+    """Per-trade returns (``profit_ratio``, Freqtrade's ``close_profit``: a fraction of the stake) of the
+    trades whose entry filled in [start, end) and that closed, in the order they closed. ``trades``: a
+    bot's trades as ``resources.bot_trades`` reads them (``entry_time``, ``exit_time``, ``is_open``, ``pair``)."""
     if trades.empty:
         return np.array([], dtype="float64")
-    opened = trades["open_date"]
-    chosen = trades[(opened >= pd.Timestamp(start)) & (opened < pd.Timestamp(end)) & trades["close_date"].notna()]
-    return chosen.sort_values(["close_date", "open_date", "pair"], kind="stable")["close_profit"].to_numpy("float64")
+    entered = trades["entry_time"]
+    chosen = trades[(entered >= pd.Timestamp(start)) & (entered < pd.Timestamp(end)) & ~trades["is_open"].astype(bool)]
+    return chosen.sort_values(["exit_time", "entry_time", "pair"], kind="stable")["profit_ratio"].to_numpy("float64")
 
 
 SHADOW_JOB = "shadow_challenger"

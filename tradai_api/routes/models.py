@@ -137,7 +137,7 @@ def model_shadow(name: ModelName, _: Principal = Depends(authorize(MODELS_READ))
     """The dry-run shadow bot of the current challenger (the latest shadow when the challenger has none;
     `status: none` when there was never one), from the audit log; while it runs, `trades` counts the
     closed trades its bot opened in its period."""
-    from resources.bot_services import BotServiceError
+    from resources.bot_trades import BotTradesError
     from tradai_core.shadow import shadow_state, window_returns
 
     require_model(name, svc)
@@ -151,8 +151,8 @@ def model_shadow(name: ModelName, _: Principal = Depends(authorize(MODELS_READ))
     trades = None
     if state.status == "running":
         try:
-            trades = len(window_returns(svc.bots.bot_services.closed_trades(state.bot_id), state.started, state.ends))
-        except BotServiceError:
+            trades = len(window_returns(svc.bots.bot_trades.read(state.bot_id).trades, state.started, state.ends))
+        except BotTradesError:
             trades = None  # the body says so: unreadable
     elif state.result:
         trades = state.result["trades"]["shadow"]
