@@ -157,18 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         config["seed"] = args.seed
     exchange = FakeExchange.from_config(config, data_dir=args.data_dir)
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((args.host, args.port))
+    except OSError as exc:  # say plainly why, before any server machinery (its message is lower case)
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        return 1
     serving = server(exchange, args.host, args.port)
     serving.install_signal_handlers = lambda: None  # SIGTERM and SIGINT stop the loop below instead
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    serve = threading.Thread(target=serving.run, daemon=True)
+    serve = threading.Thread(target=serving.run, kwargs={"sockets": [listening]}, daemon=True)
     serve.start()
     while not serving.started:
         if not serve.is_alive():
-            return 1  # uvicorn has logged why (the port is taken, say)
+            return 1  # uvicorn has logged why
         time.sleep(0.02)
-    port = serving.servers[0].sockets[0].getsockname()[1]
+    port = listening.getsockname()[1]
     print(f"LISTENING http://{args.host}:{port}", flush=True)
     while not stop.wait(0.5):
         if args.parent_pid is not None and os.getppid() != args.parent_pid:
