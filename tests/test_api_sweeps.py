@@ -236,11 +236,12 @@ def test_the_catalog_lists_every_strategy_and_compares_a_strategys_sweeps(api, a
     assert httpx.get(f"{api_url}/api/v1/catalog/strategies", headers=bearer(hs256_token(scopes=["data:read"]))).status_code == 403
 
 
-def test_the_catalog_from_the_cli(api_url, store, instance):
+def test_the_catalog_from_the_cli(api_url, store, instance, monkeypatch):
     from click.testing import CliRunner
 
     from tradai_client import cli
 
+    monkeypatch.setattr(cli.console, "width", 200)  # the tables' columns whole, not cut to a terminal's 80
     planned(store, instance, "api_catalog_cli", [{"buy_rsi": 25}])
     env = {"TRADAI_API_URL": api_url, "TRADAI_API_TOKEN": hs256_token(), "COLUMNS": "200"}
     listed = CliRunner().invoke(cli.main, ["catalog"], env=env, catch_exceptions=False)
