@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +25,11 @@ INSTANCE_OVERRIDES = {"concurrency": {"pools": {"default_limit": 1, "granularity
 
 
 def write_universe(path: Path, entries: list[dict[str, Any]]) -> list[UniverseEntry]:
-    path.write_text(yaml.safe_dump({"markets": entries}))
+    # Whole or not at all: the processes of a multiprocess run rebuild the location, each writing this
+    # file, while another may be reading it.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(yaml.safe_dump({"markets": entries}))
+    os.replace(partial, path)
     return load_universe(path).markets
 
 
