@@ -161,21 +161,26 @@ class TradaiClient:
         path: str = "/api/v1/backtests/{job_id}",
     ) -> dict[str, Any]:
         """Poll the job until it has finished; ``on_update`` sees every answer. Honours 429 Retry-After."""
+        return self._poll(lambda: self.request("GET", path.format(job_id=job_id)), "status", FINISHED,
+                          f"job {job_id}", timeout, poll_seconds, on_update)
+
+    def _poll(self, fetch, field: str, done, what: str, timeout, poll_seconds: float, on_update) -> dict[str, Any]:
+        """``fetch()`` until its answer's ``field`` is one of ``done``; a 429 waits its Retry-After."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                job = self.request("GET", path.format(job_id=job_id))
+                answer = fetch()
             except ApiError as exc:
                 if exc.status != 429:
                     raise
                 time.sleep(exc.retry_after or poll_seconds)
                 continue
             if on_update is not None:
-                on_update(job)
-            if job["status"] in FINISHED:
-                return job
+                on_update(answer)
+            if answer[field] in done:
+                return answer
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
+                raise TimeoutError(f"{what} is still {answer[field]} after {timeout} s")
             time.sleep(poll_seconds)
 
     # Sweeps -------------------------------------------------------------------------------------
@@ -215,22 +220,8 @@ class TradaiClient:
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Poll the sweep until it is summarised, cancelled or refused; honours 429 Retry-After."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                sweep = self.sweep(sweep_id)
-            except ApiError as exc:
-                if exc.status != 429:
-                    raise
-                time.sleep(exc.retry_after or poll_seconds)
-                continue
-            if on_update is not None:
-                on_update(sweep)
-            if sweep["state"] in SWEEP_DONE:
-                return sweep
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"sweep {sweep_id} is still {sweep['state']} after {timeout} s")
-            time.sleep(poll_seconds)
+        return self._poll(lambda: self.sweep(sweep_id), "state", SWEEP_DONE, f"sweep {sweep_id}", timeout,
+                          poll_seconds, on_update)
 
     def equity_frame(self, job_id: str):
         """The equity curve as a pandas DataFrame indexed by UTC date."""
