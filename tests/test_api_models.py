@@ -3,6 +3,8 @@ SQLite and the audit log in ArcticDB on LMDB; training launched through a real D
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from mlflow import MlflowClient
 
@@ -74,6 +76,10 @@ def client_with(api_url: str, *scopes: str) -> TradaiClient:
     return TradaiClient(api_url, hs256_token(scopes, subject="limited"))
 
 
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
 def test_list_shows_model_strategies_and_their_aliases(api):
     items = {m["name"]: m for m in api.models()}
     assert items[MODEL]["file"] == "DemoModel.py" and items[MODEL]["registered"] is True
@@ -87,7 +93,8 @@ def test_versions_have_aliases_times_runs_and_metrics(api):
     assert [v["version"] for v in versions] == [2, 1]
     assert versions[0]["aliases"] == [CHALLENGER] and versions[1]["aliases"] == [CHAMPION]
     assert versions[0]["metrics"] == {"auc": pytest.approx(0.51)} and versions[0]["run_id"]
-    assert versions[0]["created_at"] >= versions[1]["created_at"]
+    # ISO-8601 text drops a zero fraction ("…:57Z" beside "…:57.052Z"), so compare the times, not the text.
+    assert at(versions[0]["created_at"]) >= at(versions[1]["created_at"])
 
 
 def test_promote_then_rollback_restores_the_previous_version_and_the_audit_log_shows_both(api, registry):
@@ -106,7 +113,7 @@ def test_promote_then_rollback_restores_the_previous_version_and_the_audit_log_s
         ("rollback", "api:quant-1", 2, 1),
     ]
     assert audit[1]["details"]["manual"] is True
-    assert audit[0]["time"] < audit[1]["time"] < audit[2]["time"]
+    assert at(audit[0]["time"]) < at(audit[1]["time"]) < at(audit[2]["time"])
 
     # A rollback can be undone, and a given version can be promoted.
     assert api.rollback(MODEL, to_version=2)["champion_after"] == 2
