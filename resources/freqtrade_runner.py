@@ -17,6 +17,7 @@ import json
 import math
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +46,6 @@ class BacktestRequest:
     """(pair, timeframe, candle type) -> candles indexed by UTC open time."""
     markets: dict[str, Any]
     leverage_tiers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    strategy_params: dict[str, Any] = field(default_factory=dict)
-    """Values of the strategy's hyperopt parameters (``IntParameter`` ...) by name, handed to Freqtrade
-    as its strategy parameter file; the parameters not named keep their defaults."""
 
 
 @dataclass
@@ -221,19 +219,39 @@ def parameter_problems(strategy_name: str, parameters: dict[str, Any], values: d
     return problems
 
 
-def write_parameter_file(strategy_copy: Path, strategy_class: type, values: dict[str, Any]) -> None:
+def write_parameter_file(strategy_copy: Path, strategy_class: type, parameters: dict[str, dict[str, Any]]) -> None:
     """Freqtrade's strategy parameter file (``<strategy file>.json``, the file its hyperopt exports and
-    every run mode loads) with ``values`` in their spaces; refuses values the strategy would not take."""
-    parameters = parameter_objects(strategy_class)
-    problems = parameter_problems(strategy_class.__name__, parameters, values)
+    every run mode loads) holding ``parameters`` ({space: {name: value}}, the config's
+    ``strategy_parameters``); the parameters not named keep their defaults. Refuses values the strategy
+    would not take, and a name under another space than its own, which Freqtrade would silently ignore."""
+    declared = parameter_objects(strategy_class)
+    values = {name: value for by_name in parameters.values() for name, value in by_name.items()}
+    problems = parameter_problems(strategy_class.__name__, declared, values)
+    counts = Counter(name for by_name in parameters.values() for name in by_name)
+    problems += [f"{name}: given in {count} spaces" for name, count in counts.items() if count > 1]
+    problems += [
+        f"{name}: given in space {space!r}, but declared in space {declared[name].space!r}"
+        for space, by_name in parameters.items() for name in by_name
+        if name in declared and declared[name].space != space
+    ]
     if problems:
         raise StrategyParameterError(f"{strategy_copy.name}: " + "; ".join(problems))
-    spaces: dict[str, dict[str, Any]] = {}
+    strategy_copy.with_suffix(".json").write_text(json.dumps(
+        {"strategy_name": strategy_class.__name__, "params": parameters, "ft_stratparam_v": 1}, indent=2, sort_keys=True
+    ))
+
+
+def parameters_by_space(strategy_class: type, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Parameter values by name as the config's ``strategy_parameters`` holds them: {space: {name: value}};
+    a name the strategy does not declare is refused."""
+    declared = parameter_objects(strategy_class)
+    unknown = parameter_problems(strategy_class.__name__, declared, {n: v for n, v in values.items() if n not in declared})
+    if unknown:
+        raise StrategyParameterError("; ".join(unknown))
+    out: dict[str, dict[str, Any]] = {}
     for name, value in values.items():
-        spaces.setdefault(parameters[name].space, {})[name] = value
-    strategy_copy.with_suffix(".json").write_text(
-        json.dumps({"strategy_name": strategy_class.__name__, "params": spaces}, indent=2, sort_keys=True)
-    )
+        out.setdefault(declared[name].space, {})[name] = value
+    return out
 
 
 def strategy_parameters(path: Path, class_name: str) -> dict[str, ParameterInfo]:
@@ -271,11 +289,6 @@ def strategy_parameters(path: Path, class_name: str) -> dict[str, ParameterInfo]
             else:
                 raise BacktestError(f"{path}: {class_name}.{name}: unsupported parameter type {type(p).__name__}")
     return out
-
-
-def parameter_file(strategy_name: str, parameters: dict[str, dict[str, Any]]) -> str:
-    """Freqtrade's strategy parameter file (``<Strategy>.json`` beside the strategy), as hyperopt writes it."""
-    return json.dumps({"strategy_name": strategy_name, "params": parameters, "ft_stratparam_v": 1}, indent=2)
 
 
 def trades_frame(trades: pd.DataFrame) -> pd.DataFrame:
@@ -360,11 +373,9 @@ class FreqtradeRunner(ConfigurableResource):
             shutil.copyfile(request.strategy_file, strategy_copy)
             strategy_class = import_strategy_file(strategy_copy, request.strategy_name)
             # Freqtrade loads a strategy's parameter values from <strategy file>.json (HyperStrategyMixin):
-            # a walk-forward's checked values by name, or a sweep's config key by space.
-            if request.strategy_params:
-                write_parameter_file(strategy_copy, strategy_class, request.strategy_params)
-            elif parameters := request.config.get(STRATEGY_PARAMETERS_KEY):
-                strategy_copy.with_suffix(".json").write_text(parameter_file(request.strategy_name, parameters))
+            # a sweep's or a walk-forward's values, or a config's applied sweep result, all by space.
+            if parameters := request.config.get(STRATEGY_PARAMETERS_KEY):
+                write_parameter_file(strategy_copy, strategy_class, parameters)
             # Freqtrade's default layout: <user_data_dir>/data/<exchange>/
             write_feather_datadir(root / "data" / request.config["exchange"]["name"], request.candles)
             config_file = root / "config.json"

@@ -187,11 +187,13 @@ def test_bad_settings_fail_before_any_backtest_naming_them(location, module_inst
 def test_the_runner_refuses_parameters_the_strategy_does_not_take(location):
     config, digest = location.store.latest_config("SampleStrategy")
     plan = plan_backtest(location.arctic, "SampleStrategy", location.specs["SampleStrategy"].file, config, digest)
-    request = BacktestRequest(
-        **{**plan.request.__dict__, "strategy_params": {"sell_rsi": 40, "nope": 1, "buy_rsi": 30.5}}
-    )
+    parameters = {"buy": {"sell_rsi": 40}, "sell": {"nope": 1}, "protection": {"buy_rsi": 30.5}}
+    request = BacktestRequest(**{**plan.request.__dict__, "config": {**plan.request.config, "strategy_parameters": parameters}})
     with pytest.raises(StrategyParameterError) as caught:
         location.runner.run(request)
     message = str(caught.value)
     assert "SampleStrategy.py: sell_rsi: 40 is outside 50..100; 'nope' is not a hyperopt parameter" in message
     assert "buy_rsi: 30.5 is not an integer (IntParameter 1..50, space buy)" in message
+    # Under another space than its own Freqtrade would ignore the value without a word.
+    assert "sell_rsi: given in space 'buy', but declared in space 'sell'" in message
+    assert "buy_rsi: given in space 'protection', but declared in space 'buy'" in message

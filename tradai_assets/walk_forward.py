@@ -27,8 +27,9 @@ from resources.freqtrade_runner import (
     BacktestError,
     FreqtradeRunner,
     import_strategy_file,
-    parameter_problems,
     parameter_objects,
+    parameter_problems,
+    parameters_by_space,
 )
 from resources.mlflow_tracker import MlflowTracker
 from tradai_assets.backtests import (
@@ -43,6 +44,7 @@ from tradai_core.candles import timeframe_delta
 from tradai_core.keys import config_key
 from tradai_core.strategy_config import market_type
 from tradai_core.strategy_discovery import StrategySpec, declared_parameters
+from tradai_core.sweeps import STRATEGY_PARAMETERS_KEY, merge_parameters
 from tradai_core.walk_forward import (
     GridSearch,
     WalkForwardError,
@@ -92,9 +94,14 @@ def data_span(plan: BacktestPlan) -> tuple[pd.Timestamp, pd.Timestamp]:
 def backtest_with(plan: BacktestPlan, runner: FreqtradeRunner):
     """The backtest callable of a walk-forward: the plan's pinned inputs, another timerange and parameters."""
 
+    strategy_class = import_strategy_file(plan.request.strategy_file, plan.request.strategy_name)
+    base = plan.request.config.get(STRATEGY_PARAMETERS_KEY, {})
+
     def backtest(params: dict[str, Any], timerange: str) -> WindowOutcome:
+        # The window's values over the config's own (an applied sweep result), as Freqtrade's parameter file.
+        parameters = merge_parameters(base, parameters_by_space(strategy_class, dict(params)))
         request = dataclasses.replace(
-            plan.request, config={**plan.request.config, "timerange": timerange}, strategy_params=dict(params)
+            plan.request, config={**plan.request.config, "timerange": timerange, STRATEGY_PARAMETERS_KEY: parameters}
         )
         outcome = runner.run(request)
         return WindowOutcome(outcome.trades, equity_curve(outcome.wallet), outcome.stats)
