@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,18 @@ def _spec(name: str, path: Path, values: dict[str, Any], problems: list[str]) ->
     return spec
 
 
+# CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state: two threads
+# parsing at once (the API's request threads) can interleave there, when a garbage collection in the
+# middle of one parse runs Python code and lets the other thread in, and the parse then fails with
+# "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905). One parse at a time.
+_PARSE_LOCK = threading.Lock()
+
+
 def strategies_in_file(path: Path) -> list[StrategySpec]:
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        source = path.read_text(encoding="utf-8")
+        with _PARSE_LOCK:
+            tree = ast.parse(source, filename=str(path))
     except (SyntaxError, UnicodeDecodeError) as exc:
         where = f"{path}:{exc.lineno}" if isinstance(exc, SyntaxError) else str(path)
         return [StrategySpec(name=path.stem, file=path, problem=f"{where}: cannot be parsed ({exc})")]
