@@ -140,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--data-dir", type=Path, help="freqtrade data directory (feather files)")
     parser.add_argument(
-        "--config", type=Path, help="JSON config: seed, spot, futures, now_ms, clock_speed"
+        "--config", type=Path, help="JSON config: seed, spot, futures, now_ms, clock_speed, request_weights"
     )
     parser.add_argument("--seed", type=int, help="overrides the config's seed")
+    parser.add_argument(
+        "--request-weights", action="store_true",
+        help="refuse requests past Binance's per-minute request weight (HTTP 429 -1003), as the config's request_weights",
+    )
     parser.add_argument(
         "--parent-pid", type=int, help="stop once process PID is no longer the parent (died)"
     )
@@ -156,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads(args.config.read_text()) if args.config else {}
     if args.seed is not None:
         config["seed"] = args.seed
+    if args.request_weights:
+        config["request_weights"] = True
     exchange = FakeExchange.from_config(config, data_dir=args.data_dir)
     listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

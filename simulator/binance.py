@@ -44,8 +44,16 @@ interval) it holds; other intervals stay generated.  Gaps in the files are serve
 candle containing "now" is served complete.  Tickers, order books and premium index use the finest
 data series of a market when there is one.
 
-Not emulated: trading, orders, balances, positions, user streams and websockets; request weights
-and rate limiting (inject them as faults); signature and recvWindow checks (signed endpoints only
+Request weights (opt-in, config ``"request_weights": true`` or ``--request-weights``): every
+answer carries Binance's ``X-MBX-USED-WEIGHT-1M`` header, and a request that would take an API
+family past its minute's limit (spot 6,000, USD-M futures 2,400, COIN-M 2,400; Binance's fixed
+windows of the wall clock's minute) is refused as Binance refuses it: HTTP 429, ``-1003`` and a
+``Retry-After`` of the seconds left in the minute.  Weights follow Binance's documentation (spot
+klines 2, futures klines 1/2/5/10 by ``limit``, depth and tickers by limit or symbol count); a
+refused request uses no weight, and repeated refusals do not escalate to 418 bans (inject those
+as faults).  Without the setting the header is still sent and nothing is refused.
+
+Not emulated: trading, orders, balances, positions, user streams and websockets; signature and recvWindow checks (signed endpoints only
 require an ``X-MBX-APIKEY`` header and ``timestamp``/``signature`` parameters); trades, aggTrades,
 open interest, premium-index klines, continuous klines, COIN-M markets, options, and the
 data.binance.vision archives freqtrade downloads from unless ``only_from_ccxt`` is set.
@@ -816,6 +824,89 @@ _FUTURES_RATE_LIMITS = [
     {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
     {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
 ]
+# Binance's REQUEST_WEIGHT per minute and IP, by API family (the rateLimits exchangeInfo announces).
+WEIGHT_LIMITS = {"spot": 6000, "futures": 2400, "coin-m": 2400}
+
+
+def _by_limit(limit: int, steps: tuple[tuple[int, int], ...], above: int) -> int:
+    """The weight of the first step whose upper bound (inclusive) holds ``limit``."""
+    return next((weight for bound, weight in steps if limit <= bound), above)
+
+
+def request_weight(path: str, params: Mapping[str, str]) -> tuple[str | None, int]:
+    """(API family, weight) of a request as Binance's documentation states them; the /sapi family
+    has limits of its own that are not emulated (family None)."""
+
+    def number(name: str, default: int) -> int:
+        value = str(params.get(name) or "")
+        return int(value) if value.isdigit() else default
+
+    one = bool(params.get("symbol"))
+    if path.startswith("/api/v3/"):
+        endpoint = path.removeprefix("/api/v3/")
+        if endpoint == "klines":
+            return "spot", 2
+        if endpoint == "depth":
+            return "spot", _by_limit(number("limit", 100), ((100, 5), (500, 25), (1000, 50)), 250)
+        if endpoint == "exchangeInfo":
+            return "spot", 20
+        if endpoint == "ticker/24hr":
+            return "spot", 2 if one else 80
+        if endpoint in ("ticker/price", "ticker/bookTicker"):
+            return "spot", 2 if one else 4
+        return "spot", 1
+    if path.startswith("/fapi/"):
+        endpoint = path.split("/", 3)[3]
+        if endpoint in ("klines", "markPriceKlines", "indexPriceKlines"):
+            return "futures", _by_limit(number("limit", 500), ((99, 1), (499, 2), (1000, 5)), 10)
+        if endpoint == "depth":
+            return "futures", _by_limit(number("limit", 500), ((50, 2), (100, 5), (500, 10)), 20)
+        if endpoint == "ticker/24hr":
+            return "futures", 1 if one else 40
+        if endpoint == "ticker/price":
+            return "futures", 1 if one else 2
+        if endpoint == "ticker/bookTicker":
+            return "futures", 2 if one else 5
+        if endpoint == "premiumIndex":
+            return "futures", 1 if one else 10
+        return "futures", 1
+    if path.startswith("/dapi/"):
+        return "coin-m", 1
+    return None, 0
+
+
+class RequestWeights:
+    """Used weight per API family in Binance's fixed one-minute windows of the wall clock."""
+
+    def __init__(self, enforce: bool, wall_clock: Callable[[], float] = time.time):
+        self.enforce = enforce
+        self._wall_clock = wall_clock
+        self._used: dict[str, tuple[int, int]] = {}  # family -> (minute, weight used in it)
+        self.refused = 0
+
+    def take(self, family: str, weight: int) -> tuple[int, float | None]:
+        """Spend ``weight``: (weight used this minute, None), or (used, seconds to wait) when the
+        request is refused. Not thread-safe on its own: the exchange holds its lock."""
+        now = self._wall_clock()
+        minute = int(now // 60)
+        window, used = self._used.get(family, (minute, 0))
+        if window != minute:
+            used = 0
+        if self.enforce and used + weight > WEIGHT_LIMITS[family]:
+            self._used[family] = (minute, used)
+            self.refused += 1
+            return used, (minute + 1) * 60 - now
+        self._used[family] = (minute, used + weight)
+        return used + weight, None
+
+
+def _weight_headers(family: str, used: int) -> dict[str, str]:
+    """The used-weight headers Binance sends: spot both names in lower case, futures the 1m one."""
+    if family == "spot":
+        return {"x-mbx-used-weight": str(used), "x-mbx-used-weight-1m": str(used)}
+    return {"X-MBX-USED-WEIGHT-1M": str(used)}
+
+
 _DATA_FILE = re.compile(
     r"^(?P<stem>.+?)-(?P<interval>\d+[smhdwM])(?:-(?P<kind>[a-z_]+))?\.feather$"
 )
@@ -835,6 +926,8 @@ class FakeExchange:
         now_ms: int | None = None,
         clock_speed: float = 0.0,
         data_dir: Path | None = None,
+        request_weights: bool = False,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self.spot = {m.id: m for m in spot}
         self.futures = {m.id: m for m in futures}
@@ -847,6 +940,7 @@ class FakeExchange:
             self._load_data_dir(Path(data_dir))
         self.stopping = threading.Event()  # set at shutdown: cuts injected delays short
         self._startup_clock = (now_ms, clock_speed)
+        self._weights_setting = (request_weights, wall_clock)
         self._lock = threading.Lock()
         self.reset()
         self._routes: dict[tuple[str, str], Callable[[Request], Any]] = {
@@ -886,11 +980,15 @@ class FakeExchange:
         return list(self._routes)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], data_dir: Path | None = None) -> FakeExchange:
+    def from_config(
+        cls, config: Mapping[str, Any], data_dir: Path | None = None, wall_clock: Callable[[], float] = time.time
+    ) -> FakeExchange:
         """From the JSON config: ``{"seed": 0, "spot": [market, ...], "futures": [market, ...],
-        "now_ms": ..., "clock_speed": 0}`` (see :class:`Market`); a given ``spot`` / ``futures``
-        list replaces the default one, so ``"futures": []`` means no perpetuals."""
-        allowed = {"seed", "spot", "futures", "now_ms", "clock_speed"}
+        "now_ms": ..., "clock_speed": 0, "request_weights": false}`` (see :class:`Market`); a given
+        ``spot`` / ``futures`` list replaces the default one, so ``"futures": []`` means no perpetuals."""
+        allowed = {"seed", "spot", "futures", "now_ms", "clock_speed", "request_weights"}
+        if not isinstance(config.get("request_weights", False), bool):
+            raise ValueError("request_weights must be true or false")
         if unknown := set(config) - allowed:
             raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(allowed)}")
         now_ms = config.get("now_ms")
@@ -907,6 +1005,8 @@ class FakeExchange:
             now_ms=None if now_ms is None else to_ms(now_ms),
             clock_speed=float(config.get("clock_speed", 0.0)),
             data_dir=data_dir,
+            request_weights=config.get("request_weights", False),
+            wall_clock=wall_clock,
         )
 
     # ------------------------------------------------------------------ state and control
@@ -915,6 +1015,7 @@ class FakeExchange:
         """Startup clock, no rules, zero counters."""
         with self._lock:
             self.clock = Clock(*self._startup_clock)
+            self.weights = RequestWeights(*self._weights_setting)
             self._rules: list[Rule] = []
             self._next_rule_id = 1
             self._requests: Counter[str] = Counter()
@@ -962,7 +1063,8 @@ class FakeExchange:
         ``requests``: {path: count} of all API requests (including failed ones); ``klines``:
         {path: {symbol id: {"requests", "candles", "intervals": {interval: candles}}}} of answered
         klines requests; ``injected``: {"status" / "delay" / "corrupt" / "disconnect": count}; ``rules``: the
-        active rules with their ``matched`` / ``fired`` counts.
+        active rules with their ``matched`` / ``fired`` counts; ``weight_refused``: requests refused for
+        their weight (with ``request_weights``).
         """
         with self._lock:
             return {
@@ -971,6 +1073,7 @@ class FakeExchange:
                 "klines": copy.deepcopy(self._served),
                 "injected": dict(self._injected),
                 "rules": [r.as_dict() for r in self._rules],
+                "weight_refused": self.weights.refused,
             }
 
     def _fire_rules(self, path: str, params: Params) -> list[Rule]:
@@ -1011,8 +1114,23 @@ class FakeExchange:
     ) -> Reply:
         """Answer one API request (control paths excluded, see :meth:`handle_control`)."""
         query = Params(params)
+        family, weight = request_weight(path, params)
         with self._lock:
             self._requests[path] += 1
+            used, wait = self.weights.take(family, weight) if family else (0, None)
+        if wait is not None:
+            return Reply.error(
+                429, -1003,
+                f"Too much request weight used; current limit is {WEIGHT_LIMITS[family]} request weight per 1 MINUTE. "
+                "Please use WebSocket Streams for live updates to avoid polling the API.",
+                {"Retry-After": str(math.ceil(wait)), **_weight_headers(family, used)},
+            )
+        reply = self._answer(method, path, query, headers)
+        if family:
+            reply.headers.update(_weight_headers(family, used))
+        return reply
+
+    def _answer(self, method: str, path: str, query: Params, headers: Mapping[str, str]) -> Reply:
         rules = self._fire_rules(path, query)
         if delay := sum(r.delay for r in rules):
             self.stopping.wait(delay)

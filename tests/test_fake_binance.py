@@ -492,3 +492,87 @@ def test_fault_rules_apply_in_process_and_a_broken_connection_is_refused_by_name
         client.get("/api/v3/ping")
     bad = client.post("/__control", json={"clock_speed": -1})
     assert bad.status_code == 400 and "clock_speed" in bad.json()["error"]
+
+
+# ---------------------------------------------------------------------- request weights
+
+
+def test_request_weights_refuse_past_the_minutes_limit_as_binance_does():
+    """Futures klines of 1000 weigh 5 against USD-M's 2,400 a minute: the 481st request of a minute
+    is refused with Binance's 429 -1003 and the seconds left in the minute; spot keeps its own budget,
+    and the next minute starts afresh."""
+    from starlette.testclient import TestClient
+
+    from simulator.app import create_app
+    from simulator.binance import FakeExchange
+
+    minute_start = 1_700_000_040.0  # a whole minute of the wall clock
+    now = [minute_start + 20.25]
+    exchange = FakeExchange.from_config(
+        {"now_ms": "2024-03-01T00:00:00Z", "request_weights": True}, wall_clock=lambda: now[0]
+    )
+    page = {"symbol": "BTCUSDT", "interval": "1m", "limit": 1000}
+    with TestClient(create_app(exchange)) as client:
+        answers = [client.get("/fapi/v1/klines", params=page) for _ in range(480)]
+        assert [a.status_code for a in answers] == [200] * 480
+        assert answers[0].headers["x-mbx-used-weight-1m"] == "5"
+        assert answers[-1].headers["x-mbx-used-weight-1m"] == "2400"
+        refused = client.get("/fapi/v1/klines", params=page)
+        assert refused.status_code == 429
+        assert refused.json() == {
+            "code": -1003,
+            "msg": "Too much request weight used; current limit is 2400 request weight per 1 MINUTE. "
+                   "Please use WebSocket Streams for live updates to avoid polling the API.",
+        }
+        assert refused.headers["retry-after"] == "40"  # 39.75 s left in the minute, rounded up
+        # ccxt reads the 429 as DDoSProtection, which the product's retry waits out (Retry-After).
+        with pytest.raises(ccxt.DDoSProtection):
+            ccxt.binance().handle_errors(429, "", "", "GET", {}, refused.text, refused.json(), {}, {})
+        small = client.get("/fapi/v1/klines", params={**page, "limit": 99})
+        assert small.status_code == 429  # a refused request uses no weight, and even weight 1 is over
+        spot = client.get("/api/v3/klines", params={**page, "limit": 1000})
+        assert spot.status_code == 200 and spot.headers["x-mbx-used-weight"] == "2"
+        assert client.get("/__stats").json()["weight_refused"] == 2
+        now[0] = minute_start + 60.0  # the next minute
+        again = client.get("/fapi/v1/klines", params=page)
+        assert again.status_code == 200 and again.headers["x-mbx-used-weight-1m"] == "5"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "weight"),
+    [
+        ("/api/v3/klines", {"limit": 1000}, 2),
+        ("/api/v3/depth", {}, 5),
+        ("/api/v3/depth", {"limit": 500}, 25),
+        ("/api/v3/depth", {"limit": 5000}, 250),
+        ("/api/v3/exchangeInfo", {}, 20),
+        ("/api/v3/ticker/24hr", {"symbol": "BTCUSDT"}, 2),
+        ("/api/v3/ticker/24hr", {}, 80),
+        ("/fapi/v1/klines", {}, 5),  # Binance's default limit of 500
+        ("/fapi/v1/klines", {"limit": 99}, 1),
+        ("/fapi/v1/klines", {"limit": 100}, 2),
+        ("/fapi/v1/markPriceKlines", {"limit": 1500}, 10),
+        ("/fapi/v1/depth", {"limit": 1000}, 20),
+        ("/fapi/v1/exchangeInfo", {}, 1),
+        ("/sapi/v1/system/status", {}, 0),
+    ],
+)
+def test_request_weights_follow_binances_documented_table(path, params, weight):
+    from simulator.binance import request_weight
+
+    assert request_weight(path, params)[1] == weight
+
+
+def test_request_weights_are_counted_but_not_enforced_unless_asked(fake_binance_clean):
+    status, headers, _ = raw(fake_binance_clean, "/api/v3/klines", symbol="BTCUSDT", interval="1m", limit=5)
+    assert status == 200 and int(headers["x-mbx-used-weight-1m"]) >= 2
+    with pytest.raises(ValueError, match="request_weights must be true or false"):
+        from simulator.binance import FakeExchange
+
+        FakeExchange.from_config({"request_weights": "yes"})
+
+
+def test_the_served_exchange_takes_request_weights_from_its_config():
+    with FakeBinance(config={"request_weights": True}) as fake:
+        status, headers, _ = raw(fake, "/fapi/v1/klines", symbol="BTCUSDT", interval="1m", limit=1000)
+        assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "5"
