@@ -83,7 +83,8 @@ def recording(label: str) -> dict[str, Any]:
     return {**meta, "database": DATA / f"{label}.sqlite"}
 
 
-def record_deployment(instance, name: str, config_hash: str, at: float) -> None:
+def record_deployment(instance, name: str, config_hash: str, at: float, bot_id: str = PROBE_ID,
+                      pairs: list[str] = PAIRS) -> None:
     """The deployment's materialisation as ``strategies/<Name>/deployment`` records it, dated ``at``
     (the bot was deployed before it traded; the instance is younger than the recording)."""
     import dagster as dg
@@ -96,10 +97,10 @@ def record_deployment(instance, name: str, config_hash: str, at: float) -> None:
         asset_key=deployment_key(name),
         metadata={
             "mode": "dry_run",
-            "strategy_id": PROBE_ID,
+            "strategy_id": bot_id,
             "config_hash": config_hash,
             "desired": dg.MetadataValue.json(
-                {"mode": "dry_run", "exchange_secret": None, "stake_amount": 0.01, "pairs": PAIRS}
+                {"mode": "dry_run", "exchange_secret": None, "stake_amount": 0.01, "pairs": pairs}
             ),
         },
     )

@@ -25,12 +25,14 @@ from resources.sweep_studies import SweepStudies
 from resources.trading_state import DynamoTradingState, SqliteTradingState
 from sensors.automation_inputs import build_automation_inputs_sensor
 from sensors.bots import build_bot_sensors
+from sensors.local_exchange import build_local_exchange_sensor
 from sensors.models import build_model_sensors
 from sensors.stale_data import build_stale_data_sensor
 from sensors.sweeps import build_sweep_sensor
 from tradai_assets.automation import build_automation_sensor
 from tradai_assets.deployments import build_deployment_assets, build_kill_switch_job
 from tradai_assets.divergence import build_divergence_assets
+from tradai_assets.local_exchange_sync import local_exchange_url, sync_local_exchange_candles
 from tradai_assets.market_data import build_market_data
 from tradai_assets.model_drift import build_model_drift
 from tradai_assets.model_lifecycle import build_model_lifecycle, train_jobs
@@ -106,6 +108,8 @@ def build_definitions() -> dg.Definitions:
     model_jobs, model_schedules = build_model_lifecycle(specs)
     drift_checks, drift_jobs, drift_schedules = build_model_drift(specs)
     sweeps = build_sweeps(specs)
+    # make dev's bots trade on the local simulated exchange: its candles are kept for their divergence reports.
+    local_sync = [sync_local_exchange_candles] if env == "local" and local_exchange_url() else []
     return dg.Definitions(
         assets=market_data.assets
         + strategies.assets
@@ -115,12 +119,13 @@ def build_definitions() -> dg.Definitions:
         + build_divergence_assets(specs),
         asset_checks=market_data.checks + strategies.checks + drift_checks,
         jobs=market_data.jobs + strategies.jobs + model_jobs + drift_jobs + shadow_jobs(specs)
-        + [build_kill_switch_job(specs)] + sweeps.jobs,
+        + [build_kill_switch_job(specs)] + sweeps.jobs + local_sync,
         schedules=market_data.schedules + model_schedules + drift_schedules,
         sensors=build_model_sensors(specs, train_jobs(specs))
         + build_bot_sensors(specs)
         + [build_stale_data_sensor(specs), build_sweep_sensor(sweeps.sensor_jobs)]
-        + [build_automation_inputs_sensor(specs), build_automation_sensor(specs)],
+        + [build_automation_inputs_sensor(specs), build_automation_sensor(specs)]
+        + [build_local_exchange_sensor(specs, job) for job in local_sync],
         resources=build_resources(env),
     )
 

@@ -326,8 +326,9 @@ class DevServer:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         if self.exchange_url:
-            # Bots here trade the local exchange's candles, which no sync stores: the sample in ArcticDB
-            # is years old and would pause every bot at once. Set the variable to watch them anyway.
+            # Bots here trade the local exchange's candles, stored by the local_exchange_candles sensor
+            # within half a minute of a deployment; until then a new bot's stored candles are the 2018
+            # sample, and the stale-data sensor would pause and resume it. Set the variable to watch them.
             self.environment.setdefault("TRADAI_STALE_CANDLES_PAUSE_AFTER", "off")
         self.services: list[Service] = []
         self.sample: Service | None = None
