@@ -32,7 +32,7 @@ SYNC_OP = "sync_local_exchange_candles_op"
 
 def build_local_exchange_sensor(
     specs: Iterable[StrategySpec],
-    job: dg.JobDefinition,
+    job_name: str,
     clock: Callable[[], datetime] = UTC_NOW,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
@@ -40,7 +40,7 @@ def build_local_exchange_sensor(
 
     @dg.sensor(
         name=LOCAL_EXCHANGE_SENSOR,
-        job=job,
+        job_name=job_name,  # by name: a job object here makes Dagster re-create the sensor with a beta warning
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=default_status,
         description="Stores the local simulated exchange's closed candles of every running bot's pairs, so that "

@@ -45,7 +45,7 @@ class World:
         record_deployment(self.instance, "NoConfig", "hash-none", DEPLOYED.timestamp(), bot_id="no-config",
                           pairs=PAIRS)
         specs = [StrategySpec(name=n, file=root / f"{n}.py") for n in ("Bot", "NoConfig")]
-        self.sensor = build_local_exchange_sensor(specs, sync_local_exchange_candles,
+        self.sensor = build_local_exchange_sensor(specs, sync_local_exchange_candles.name,
                                                   clock=lambda: self.now[0].to_pydatetime())
         monkeypatch.setenv(EnvVar.LOCAL_EXCHANGE_URL, fake.url)
         fake.control(now_ms=NOW.isoformat())

@@ -125,7 +125,7 @@ def build_definitions() -> dg.Definitions:
         + build_bot_sensors(specs)
         + [build_stale_data_sensor(specs), build_sweep_sensor(sweeps.sensor_jobs)]
         + [build_automation_inputs_sensor(specs), build_automation_sensor(specs)]
-        + [build_local_exchange_sensor(specs, job) for job in local_sync],
+        + [build_local_exchange_sensor(specs, job.name) for job in local_sync],
         resources=build_resources(env),
     )
 
