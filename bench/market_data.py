@@ -241,7 +241,10 @@ def kill(workdir: Path, rounds: int = 3) -> str:
         assert ok
         expected = sample_candles(f"lmdb://{workdir / 'reference'}")
         total = fake.candles_served()
+        ids = {pair: pair.replace("/", "") for pair in PAIRS}
+        per_pair_total = {pair: fake.candles_served(ids[pair]) for pair in PAIRS}
         shares: list[float] = []
+        worst_pair_chunks = 0.0
         for round_ in range(rounds):
             fake.reset()
             uri = f"lmdb://{workdir / f'killed{round_}'}"
@@ -258,6 +261,7 @@ def kill(workdir: Path, rounds: int = 3) -> str:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
             served_before_kill = fake.candles_served()
+            killed_per_pair = {pair: fake.candles_served(ids[pair]) for pair in PAIRS}
             survived = sum(len(f) for f in sample_candles(uri).values() if f is not None)
             fake.reset()
             ok, _, meta, _ = sample_backfill(workdir, fake, uri, settings)
@@ -266,12 +270,19 @@ def kill(workdir: Path, rounds: int = 3) -> str:
             # Work repeated: what the killed run and the re-run fetched together beyond one uninterrupted run.
             repeated = served_before_kill + fake.candles_served() - total
             shares.append(repeated / total)
+            by_pair = {pair: killed_per_pair[pair] + fake.candles_served(ids[pair]) - per_pair_total[pair] for pair in PAIRS}
+            repeating = {pair: n for pair, n in by_pair.items() if n}
+            most = max(by_pair.values()) / 2000
+            worst_pair_chunks = max(worst_pair_chunks, most)
             lines.append(
                 f"round {round_ + 1}: killed after {served_before_kill:,} of {total:,} candles served, {survived:,} stored; "
                 f"re-run fetched {fake.candles_served():,}, repeated {repeated:,} = **{repeated / total:.1%}** of the work "
-                f"(one chunk is 2,000 candles = {2000 / total:.1%}); identical to an uninterrupted run: **{identical}**"
+                f"(one chunk is 2,000 candles = {2000 / total:.1%}); identical to an uninterrupted run: **{identical}**; "
+                f"repeated per pair: {', '.join(f'{pair} {n:,}' for pair, n in repeating.items()) or 'none'}, "
+                f"at most **{most:.2f}** chunk of one pair"
             )
-    lines.append(f"largest share repeated: **{max(shares):.1%}**")
+    lines.append(f"largest share repeated: **{max(shares):.1%}**; most repeated by one pair: **{worst_pair_chunks:.2f}** "
+                 "chunk (goal: at most one chunk per pair)")
     lines.insert(0, "10 sample pairs, January 2018, 5m (3 chunks of 2 pages of 1,000 per pair); the backfill runs in its own "
                     "process, killed with SIGKILL once the exchange has served a random share (10-90%) of the candles")
     return report("kill -9 of a backfill at a random point, then the same backfill again",
