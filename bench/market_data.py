@@ -286,16 +286,20 @@ def kill(workdir: Path, rounds: int = 3) -> str:
     lines.insert(0, "10 sample pairs, January 2018, 5m (3 chunks of 2 pages of 1,000 per pair); the backfill runs in its own "
                     "process, killed with SIGKILL once the exchange has served a random share (10-90%) of the candles")
     return report("kill -9 of a backfill at a random point, then the same backfill again",
-                  "python -m bench.market_data kill", lines)
+                  f"python -m bench.market_data kill --rounds {rounds}", lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("which", choices=["ingest", "incremental", "faults", "kill"])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=3, help="kill: how many kills at random points")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"bench-{args.which}-"))
-    print({"ingest": ingest, "incremental": incremental, "faults": faults, "kill": kill}[args.which](workdir))
+    if args.which == "kill":
+        print(kill(workdir, args.rounds))
+        return
+    print({"ingest": ingest, "incremental": incremental, "faults": faults}[args.which](workdir))
 
 
 if __name__ == "__main__":
